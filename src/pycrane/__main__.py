@@ -1,0 +1,5 @@
+"""``python -m pycrane``: the command line."""
+
+from pycrane.cli import run
+
+run()

@@ -1,0 +1,169 @@
+"""Content digests (``sha256:<hex>``, ``sha512:<hex>``) and streaming hashers.
+
+A digest is always computed over the exact bytes stored or sent: pycrane never
+re-serialises a document before hashing it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, BinaryIO
+
+from pycrane.errors import DigestMismatch, InvalidDigest, SizeMismatch
+
+if TYPE_CHECKING:
+    from hashlib import _Hash
+
+__all__ = ["ALGORITHMS", "Digest", "DigestHasher", "VerifyingReader", "sha256"]
+
+#: Supported algorithms and the length of their hex encoding.
+ALGORITHMS: dict[str, int] = {"sha256": 64, "sha512": 128}
+
+_HEX = re.compile(r"[a-f0-9]+\Z")
+
+
+@dataclass(frozen=True, order=True)
+class Digest:
+    """A validated content digest such as ``sha256:e3b0c442...``.
+
+    ```python
+    d = Digest.parse("sha256:" + "a" * 64)
+    d.algorithm  # "sha256"
+    d.hex        # "aaaa..."
+    str(d)       # "sha256:aaaa..."
+    ```
+    """
+
+    algorithm: str
+    hex: str
+
+    def __post_init__(self) -> None:
+        want = ALGORITHMS.get(self.algorithm)
+        if want is None:
+            raise InvalidDigest(
+                f"digest {self.algorithm}:{self.hex[:16]}...: unsupported algorithm "
+                f"{self.algorithm!r} (expected one of {', '.join(ALGORITHMS)})"
+            )
+        if len(self.hex) != want or not _HEX.match(self.hex):
+            raise InvalidDigest(
+                f"digest {self.algorithm}:{self.hex}: expected {want} lowercase hex characters"
+            )
+
+    @classmethod
+    def parse(cls, value: str | Digest) -> Digest:
+        """Parse ``algorithm:hex``; raise :class:`InvalidDigest` naming the input."""
+        if isinstance(value, Digest):
+            return value
+        if not isinstance(value, str):
+            raise InvalidDigest(f"digest {value!r}: expected a string 'algorithm:hex'")
+        alg, sep, hexpart = value.partition(":")
+        if not sep or not alg or not hexpart:
+            raise InvalidDigest(f"digest {value!r}: expected 'algorithm:hex'")
+        return cls(alg, hexpart)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, algorithm: str = "sha256") -> Digest:
+        """The digest of ``data``."""
+        return cls(algorithm, hashlib.new(algorithm, data).hexdigest())
+
+    def hasher(self) -> DigestHasher:
+        """A fresh hasher of this digest's algorithm."""
+        return DigestHasher(self.algorithm)
+
+    def __str__(self) -> str:
+        return f"{self.algorithm}:{self.hex}"
+
+
+def sha256(data: bytes) -> Digest:
+    """Shorthand for ``Digest.from_bytes(data)``."""
+    return Digest.from_bytes(data, "sha256")
+
+
+class DigestHasher:
+    """Incremental hasher that also counts bytes, so size and digest come together."""
+
+    __slots__ = ("_h", "algorithm", "size")
+
+    def __init__(self, algorithm: str = "sha256") -> None:
+        if algorithm not in ALGORITHMS:
+            raise InvalidDigest(f"unsupported digest algorithm {algorithm!r}")
+        self.algorithm = algorithm
+        self._h: _Hash = hashlib.new(algorithm)
+        self.size = 0
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        self._h.update(data)
+        self.size += len(data)
+
+    def digest(self) -> Digest:
+        return Digest(self.algorithm, self._h.hexdigest())
+
+    def verify(self, what: str, expected: Digest, expected_size: int | None = None) -> None:
+        """Raise :class:`SizeMismatch` or :class:`DigestMismatch` unless the content matches."""
+        if expected_size is not None and expected_size >= 0 and self.size != expected_size:
+            raise SizeMismatch(what, expected_size, self.size)
+        actual = self.digest()
+        if actual != expected:
+            raise DigestMismatch(what, str(expected), str(actual))
+
+
+def digest_of_chunks(chunks: Iterable[bytes], algorithm: str = "sha256") -> tuple[Digest, int]:
+    """Hash an iterable of chunks; return ``(digest, size)``."""
+    h = DigestHasher(algorithm)
+    for chunk in chunks:
+        h.update(chunk)
+    return h.digest(), h.size
+
+
+class VerifyingReader:
+    """A read-only stream that checks size and digest when it reaches EOF.
+
+    Reading past the expected size, or hitting EOF with the wrong digest, raises a
+    :class:`~pycrane.errors.VerificationError` from ``read`` itself, so a consumer
+    can never mistake bad content for a clean end of stream.
+    """
+
+    def __init__(self, raw: BinaryIO, expected: Digest, size: int | None, what: str) -> None:
+        self._raw = raw
+        self._expected = expected
+        self._size = size if size is not None and size >= 0 else None
+        self._what = what
+        self._hasher = expected.hasher()
+        self._done = False
+
+    def read(self, n: int = -1) -> bytes:
+        if self._done or n == 0:
+            return b""
+        if self._size is not None:
+            remaining = self._size - self._hasher.size
+            # Read one byte beyond the expected size to detect overlong content.
+            n = remaining + 1 if n < 0 else min(n, remaining + 1)
+        data = self._raw.read(n)
+        if data:
+            self._hasher.update(data)
+            if self._size is not None and self._hasher.size > self._size:
+                raise SizeMismatch(self._what, self._size, self._hasher.size)
+            return data
+        self._done = True
+        self._hasher.verify(self._what, self._expected, self._size)
+        return b""
+
+    def readinto(self, buf: bytearray | memoryview) -> int:
+        data = self.read(len(buf))
+        memoryview(buf)[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._raw.close()
+
+    def __enter__(self) -> VerifyingReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def readable(self) -> bool:
+        return True
