@@ -1,14 +1,28 @@
-"""Platforms (``os/arch[/variant][:osversion]``) and how a wanted platform matches one offered."""
+"""Platforms (``os/arch[/variant][:osversion]``) and how a wanted platform matches one offered.
+
+Spellings are normalised as containerd's ``platforms.Normalize`` does (``x86_64`` is
+``amd64``, ``aarch64`` is ``arm64``, ``arm64/v8`` is ``arm64``, ``arm`` is ``arm/v7``),
+while matching follows go-containerregistry: a wanted platform without a variant
+accepts every variant, and an index child without a platform counts as linux/amd64.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import platform as _platform
+import re
+import sys
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pycrane.errors import InvalidPlatform, ManifestError
 
-__all__ = ["Platform"]
+if TYPE_CHECKING:
+    from pycrane.v1.descriptor import Descriptor
+
+__all__ = ["DEFAULT_PLATFORM", "Platform", "select"]
+
+_PART = re.compile(r"[A-Za-z0-9_.+-]+")
 
 
 @dataclass(frozen=True)
@@ -23,16 +37,22 @@ class Platform:
     features: tuple[str, ...] = field(default=())
 
     @classmethod
-    def parse(cls, value: str) -> Platform:
+    def parse(cls, value: str | Platform) -> Platform:
         """Parse ``os/arch[/variant][:osversion]``, e.g. ``linux/arm64/v8``."""
+        if isinstance(value, Platform):
+            return value
+        if not isinstance(value, str):
+            raise InvalidPlatform(f"platform {value!r}: expected a string such as linux/amd64")
         text = value.strip()
         os_version: str | None = None
         if ":" in text:
             text, _, os_version = text.partition(":")
-            if not os_version:
-                raise InvalidPlatform(f"platform {value!r}: empty os version after ':'")
+            if not os_version or not _PART.fullmatch(os_version):
+                raise InvalidPlatform(
+                    f"platform {value!r}: expected an os version such as 10.0.17763 after ':'"
+                )
         parts = text.split("/")
-        if len(parts) < 2 or len(parts) > 3 or not all(parts):
+        if len(parts) < 2 or len(parts) > 3 or not all(_PART.fullmatch(p) for p in parts):
             raise InvalidPlatform(
                 f"platform {value!r}: expected os/arch[/variant][:osversion], e.g. linux/amd64"
             )
@@ -88,11 +108,20 @@ class Platform:
             s += f":{self.os_version}"
         return s
 
+    @classmethod
+    def host(cls) -> Platform:
+        """The platform of the running machine, normalised (no OS version, so it matches
+        any Windows build; pass one explicitly when it matters)."""
+        os_name = _host_os(sys.platform, _platform.system())
+        arch, variant = _host_arch(_platform.machine())
+        return cls(os_name, arch, variant or None).normalized()
+
     def normalized(self) -> Platform:
         """The canonical spelling: ``aarch64`` is ``arm64``, ``arm64/v8`` is ``arm64``, ..."""
         arch, variant = _normalize_arch(self.architecture.lower(), (self.variant or "").lower())
+        os_name = self.os.lower()
         return Platform(
-            os=self.os.lower(),
+            os=_OS_ALIASES.get(os_name, os_name),
             architecture=arch,
             variant=variant or None,
             os_version=self.os_version,
@@ -103,14 +132,16 @@ class Platform:
     def satisfied_by(self, offered: Platform) -> bool:
         """Whether ``offered`` (an index entry's platform) is acceptable for this wanted one.
 
-        OS and architecture must match after normalisation; variant and OS version
-        must match only when this platform sets them; features must be a subset.
+        OS and architecture must match after normalisation; the variant (normalised)
+        and the OS version must match only when this platform sets them, so
+        ``linux/arm`` accepts ``arm/v6`` but ``linux/arm/v7`` does not; features
+        must be a subset.
         """
         want = self.normalized()
         have = offered.normalized()
         if want.os != have.os or want.architecture != have.architecture:
             return False
-        if want.variant and want.variant != have.variant:
+        if self.variant and want.variant != have.variant:
             return False
         if want.os_version and want.os_version != have.os_version:
             return False
@@ -119,34 +150,102 @@ class Platform:
         return set(want.features) <= set(have.features)
 
 
+#: What an index child without a ``platform`` is taken to be (as go-containerregistry does).
+DEFAULT_PLATFORM = Platform("linux", "amd64")
+
+_OS_ALIASES = {"macos": "darwin"}
+
 _ARCH_ALIASES = {
     "x86_64": "amd64",
     "x86-64": "amd64",
     "aarch64": "arm64",
-    "armhf": "arm",
-    "armel": "arm",
     "i386": "386",
+    "i486": "386",
+    "i586": "386",
     "i686": "386",
 }
 
 
 def _normalize_arch(arch: str, variant: str) -> tuple[str, str]:
-    """Mirror containerd's platforms.Normalize for architectures and variants."""
+    """Mirror containerd's ``normalizeArch`` (inputs already lowercased)."""
     if arch == "armhf":
-        return "arm", variant or "v7"
+        return "arm", "v7"
     if arch == "armel":
-        return "arm", variant or "v6"
+        return "arm", "v6"
     arch = _ARCH_ALIASES.get(arch, arch)
-    if arch == "arm64" and variant in ("8", "v8"):
+    if arch == "386":
         variant = ""
+    elif arch == "amd64":
+        if variant == "v1":
+            variant = ""
+    elif arch == "arm64":
+        if variant in ("8", "v8", "v8.0"):
+            variant = ""
+        elif variant in ("9", "9.0", "v9.0"):
+            variant = "v9"
     elif arch == "arm":
         if variant in ("", "7"):
             variant = "v7"
         elif variant in ("5", "6", "8"):
             variant = "v" + variant
-    elif arch == "amd64" and variant == "v1":
-        variant = ""
     return arch, variant
+
+
+def _host_os(sys_platform: str, system: str) -> str:
+    if sys_platform.startswith("linux"):
+        return "linux"
+    if sys_platform == "win32" or sys_platform == "cygwin":
+        return "windows"
+    if sys_platform == "darwin":
+        return "darwin"
+    for prefix in ("freebsd", "openbsd", "netbsd", "aix", "sunos"):
+        if sys_platform.startswith(prefix):
+            return "solaris" if prefix == "sunos" else prefix
+    return system.lower() or sys_platform
+
+
+def _host_arch(machine: str) -> tuple[str, str]:
+    """The GOARCH and variant of ``platform.machine()`` (``armv7l`` is ``arm/v7``)."""
+    m = machine.lower()
+    arm = re.fullmatch(r"armv(\d)[a-z]*", m)
+    if arm:
+        return "arm", "v" + arm.group(1)
+    table = {"amd64": "amd64", "x86": "386", "arm64": "arm64", "loongarch64": "loong64"}
+    return table.get(m, m), ""
+
+
+def _rank(want: Platform, offered: Platform) -> int | None:
+    """0: the same spelling; 1: the same after normalisation; 2: merely acceptable."""
+    if not want.satisfied_by(offered):
+        return None
+    if (want.os, want.architecture, want.variant) == (
+        offered.os,
+        offered.architecture,
+        offered.variant,
+    ):
+        return 0
+    w, o = want.normalized(), offered.normalized()
+    return 1 if w.variant == o.variant else 2
+
+
+def select(descriptors: Iterable[Descriptor], wanted: Platform | str) -> Descriptor | None:
+    """The index child that best fits ``wanted``, or ``None``.
+
+    An exact spelling beats a normalised match (``arm64/v8`` vs ``arm64``), which
+    beats an acceptable one (``linux/arm`` taking ``arm/v6``); ties go to the first
+    child, as an index lists its preferred variants first. A child without a
+    platform counts as :data:`DEFAULT_PLATFORM`.
+    """
+    want = Platform.parse(wanted)
+    best: Descriptor | None = None
+    best_rank = 3
+    for desc in descriptors:
+        rank = _rank(want, desc.platform or DEFAULT_PLATFORM)
+        if rank is not None and rank < best_rank:
+            best, best_rank = desc, rank
+            if rank == 0:
+                break
+    return best
 
 
 def _str_tuple(value: Any, where: str) -> tuple[str, ...]:
