@@ -1,0 +1,554 @@
+"""A content-addressed blob store on disk, safe for many threads and processes.
+
+Blobs live at ``<root>/blobs/<alg>/<hex>`` (the OCI image layout scheme). A blob
+becomes visible only once complete, verified and synced: it is written to a
+unique temp file under ``<root>/ingest/`` (same volume), hashed while written,
+checked against the expected digest and size, fsynced, closed, and then
+*published without replacing* (:func:`pycrane._fs.publish`). First writer wins;
+a later writer of the same digest finds the file and drops its temp file. Nothing
+ever replaces or rewrites a published blob, which is what makes this safe on
+Windows, where a file someone holds open cannot be replaced.
+
+Inside a process, writes of one digest are single-flight: other threads wait for
+the first writer and reuse its result without any I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO
+
+import filelock
+
+from pycrane import _fs
+from pycrane.compression import CHUNK
+from pycrane.errors import (
+    DigestMismatch,
+    LockTimeout,
+    NotFoundError,
+    SizeMismatch,
+    StoreError,
+)
+from pycrane.progress import ProgressSink
+from pycrane.v1.digest import ALGORITHMS, Digest, DigestHasher
+
+__all__ = ["BlobStore", "BlobWriter"]
+
+_INGEST = "ingest"
+_SAFE_REF = re.compile(r"[^A-Za-z0-9._-]")
+
+Source = bytes | bytearray | memoryview | BinaryIO | Iterable[bytes]
+
+
+class _Flight:
+    """One in-progress write of a digest that other threads can wait on."""
+
+    __slots__ = ("event", "result")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.result: tuple[Digest, int] | None = None
+
+
+# Keyed by (store root, digest) and shared by every BlobStore of the process, so two
+# store objects on one directory still de-duplicate their writes.
+_flights: dict[tuple[str, Digest], _Flight] = {}
+_flights_lock = threading.Lock()
+
+
+def _chunks(source: Source) -> Iterator[bytes]:
+    if isinstance(source, bytes | bytearray | memoryview):
+        view = memoryview(source)
+        for i in range(0, len(view), CHUNK):
+            yield bytes(view[i : i + CHUNK])
+        return
+    read = getattr(source, "read", None)
+    if read is not None:
+        while True:
+            chunk = read(CHUNK)
+            if not chunk:
+                return
+            yield chunk
+        return
+    for chunk in source:
+        if chunk:
+            yield bytes(chunk)
+
+
+class BlobStore:
+    """Content-addressed blobs under ``root`` (``blobs/<alg>/<hex>``).
+
+    ``fsync=False`` skips the data and directory syncs (for throwaway stores and
+    benchmarks); ``verify_existing=True`` hashes a blob that is already present
+    before trusting it, and replaces a corrupt one.
+    """
+
+    root: Path
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        fsync: bool = True,
+        verify_existing: bool = False,
+        lock_timeout: float = 60.0,
+    ) -> None:
+        self.root = Path(root)
+        self.fsync = fsync
+        self.verify_existing = verify_existing
+        self.lock_timeout = lock_timeout
+        self._key = os.path.normcase(os.path.abspath(self.root))
+        self._made: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"BlobStore({str(self.root)!r})"
+
+    # ------------------------------------------------------------------ paths
+
+    @property
+    def blobs_dir(self) -> Path:
+        return self.root / "blobs"
+
+    @property
+    def ingest_dir(self) -> Path:
+        return self.root / _INGEST
+
+    def path(self, digest: Digest) -> Path:
+        """Where the blob lives (whether or not it exists)."""
+        return self.root / "blobs" / digest.algorithm / digest.hex
+
+    def _ensure(self, sub: Path) -> None:
+        key = str(sub)
+        if key not in self._made:
+            _fs.ensure_dir(sub, durable=self.fsync)
+            self._made.add(key)
+
+    # ------------------------------------------------------------------ reads
+
+    def size(self, digest: Digest) -> int | None:
+        """The blob's size, or ``None`` when it is absent."""
+        st = _fs.stat(self.path(digest))
+        if st is None or not _fs.is_regular(st):
+            return None
+        return st.st_size
+
+    def exists(self, digest: Digest, size: int | None = None) -> bool:
+        """Whether the blob is present (with ``size`` bytes, when given)."""
+        have = self.size(digest)
+        return have is not None and (size is None or size < 0 or have == size)
+
+    def open(self, digest: Digest) -> BinaryIO:
+        """Open the blob for reading; the caller closes it promptly."""
+        try:
+            return _fs.open_read(self.path(digest))
+        except FileNotFoundError:
+            raise NotFoundError(f"blob {digest}: not found in {self.root}") from None
+        except IsADirectoryError:
+            raise StoreError(f"blob {digest}: {self.path(digest)} is a directory") from None
+
+    def read_bytes(
+        self, digest: Digest, *, verify: bool = True, max_size: int = 100 << 20
+    ) -> bytes:
+        """Read a whole (small) blob, verified against its digest."""
+        size = self.size(digest)
+        if size is None:
+            raise NotFoundError(f"blob {digest}: not found in {self.root}")
+        if size > max_size:
+            raise StoreError(
+                f"blob {digest}: {size} bytes is more than the {max_size} bytes expected here"
+            )
+        with self.open(digest) as f:
+            data = f.read(max_size + 1)
+        if len(data) > max_size:
+            raise StoreError(f"blob {digest}: more than the {max_size} bytes expected here")
+        if verify:
+            actual = Digest.from_bytes(data, digest.algorithm)
+            if actual != digest:
+                raise DigestMismatch(f"blob {digest} in {self.root}", str(digest), str(actual))
+        return data
+
+    def hash_file(self, digest: Digest) -> tuple[Digest, int] | None:
+        """Hash the stored blob (``None`` when absent)."""
+        h = DigestHasher(digest.algorithm)
+        try:
+            with self.open(digest) as f:
+                while chunk := f.read(CHUNK):
+                    h.update(chunk)
+        except NotFoundError:
+            return None
+        return h.digest(), h.size
+
+    def digests(self) -> Iterator[Digest]:
+        """Every committed blob (names that are not digests are skipped)."""
+        for alg in ALGORITHMS:
+            for entry in _fs.walk_files(self.blobs_dir / alg):
+                try:
+                    yield Digest(alg, entry.name)
+                except ValueError:
+                    continue
+
+    # ------------------------------------------------------------------ writes
+
+    def put(
+        self,
+        source: bytes | BinaryIO | Iterable[bytes],
+        *,
+        digest: Digest | None = None,
+        size: int | None = None,
+        progress: ProgressSink | None = None,
+    ) -> tuple[Digest, int]:
+        """Store a blob and return ``(digest, size)``; see the module docstring.
+
+        When the blob already exists with the right size, ``source`` is not read.
+        A mismatch raises :class:`DigestMismatch` or :class:`SizeMismatch` and
+        leaves nothing visible.
+        """
+        if size is not None and size < 0:
+            size = None
+        if isinstance(source, bytes | bytearray | memoryview):
+            n = len(source)
+            if size is not None and n != size:
+                raise SizeMismatch(f"blob {digest or '(new)'}", size, n)
+            size = n
+        if digest is None:
+            return self._write(source, None, size, progress)
+        digest = Digest.parse(digest)
+        key = (self._key, digest)
+        while True:
+            with _flights_lock:
+                flight = _flights.get(key)
+                leader = flight is None
+                if flight is None:
+                    flight = _flights[key] = _Flight()
+            if not leader:
+                flight.event.wait()
+                if flight.result is not None:
+                    got = flight.result
+                    if size is not None and got[1] != size:
+                        raise SizeMismatch(f"blob {digest}", size, got[1])
+                    if progress is not None:
+                        progress.start(digest, got[1], "exists")
+                        progress.finish(digest, skipped=True)
+                    return got
+                continue  # the first writer failed: try with our own source
+            try:
+                result = self._put_known(source, digest, size, progress)
+                flight.result = result
+                return result
+            finally:
+                with _flights_lock:
+                    _flights.pop(key, None)
+                flight.event.set()
+
+    def _put_known(
+        self, source: Source, digest: Digest, size: int | None, progress: ProgressSink | None
+    ) -> tuple[Digest, int]:
+        have = self._trusted_size(digest, size)
+        if have is not None:
+            if progress is not None:
+                progress.start(digest, have, "exists")
+                progress.finish(digest, skipped=True)
+            return digest, have
+        return self._write(source, digest, size, progress)
+
+    def _trusted_size(self, digest: Digest, size: int | None) -> int | None:
+        """The size of an existing blob that may be trusted, else ``None``.
+
+        The size is always checked; the content is hashed when the caller gave no
+        size (so there is nothing cheaper to check) or ``verify_existing`` is set.
+        A blob whose content does not match its name is quarantined.
+        """
+        have = self.size(digest)
+        if have is None:
+            return None
+        if size is not None and have == size and not self.verify_existing:
+            return have
+        hashed = self.hash_file(digest)
+        if hashed is None:
+            return None
+        if hashed[0] == digest:
+            if size is not None and hashed[1] != size:
+                # The stored blob is right; the caller's size is not.
+                raise SizeMismatch(f"blob {digest}", size, hashed[1])
+            return hashed[1]
+        self.quarantine(digest)
+        return None
+
+    def quarantine(self, digest: Digest) -> None:
+        """Move a corrupt blob out of ``blobs/`` (the sweeper deletes it later)."""
+        src = self.path(digest)
+        self._ensure(self.ingest_dir)
+        dst = self.ingest_dir / f"corrupt.{digest.hex[:16]}.{os.urandom(4).hex()}.tmp"
+        try:
+            _fs.rename(src, dst)
+        except FileNotFoundError:
+            return
+        except OSError:
+            _fs.unlink(src)
+
+    def _write(
+        self,
+        source: Source,
+        digest: Digest | None,
+        size: int | None,
+        progress: ProgressSink | None,
+    ) -> tuple[Digest, int]:
+        self._ensure(self.ingest_dir)
+        what = f"blob {digest}" if digest is not None else "blob"
+        algorithm = digest.algorithm if digest is not None else "sha256"
+        prefix = digest.hex[:12] + "." if digest is not None else "put."
+        f, tmp = _fs.mkstemp(self.ingest_dir, prefix=prefix, suffix=".tmp")
+        try:
+            h = DigestHasher(algorithm)
+            with f:
+                if progress is not None and digest is not None:
+                    progress.start(digest, size)
+                for chunk in _chunks(source):
+                    h.update(chunk)
+                    if size is not None and h.size > size:
+                        raise SizeMismatch(what, size, h.size)
+                    f.write(chunk)
+                    if progress is not None and digest is not None:
+                        progress.advance(digest, len(chunk))
+                if digest is not None:
+                    h.verify(what, digest, size)
+                elif size is not None and h.size != size:
+                    raise SizeMismatch(what, size, h.size)
+                if self.fsync:
+                    _fs.fsync_file(f)
+            actual = h.digest()
+            self._publish(tmp, actual, h.size)
+            if progress is not None and digest is not None:
+                progress.finish(digest)
+            return actual, h.size
+        finally:
+            if os.path.lexists(tmp):
+                _fs.discard(tmp)
+
+    def _publish(self, tmp: Path, digest: Digest, size: int) -> None:
+        """Publish a verified, closed temp file as ``digest``."""
+        self._ensure(self.blobs_dir / digest.algorithm)
+        for _ in range(3):
+            if self._trusted_size(digest, size) is not None:
+                _fs.discard(tmp)
+                return
+            if _fs.publish(tmp, self.path(digest), durable=self.fsync):
+                return
+            # Someone published between our check and our publish; check theirs.
+            if self._trusted_size(digest, size) is not None:
+                return
+        raise StoreError(f"blob {digest}: could not publish {self.path(digest)}")
+
+    def ingest(self, ref: str | None = None, algorithm: str = "sha256") -> BlobWriter:
+        """An incremental writer; with ``ref`` it can be resumed later, by any process."""
+        return BlobWriter(self, ref, algorithm)
+
+    def delete(self, digest: Digest) -> bool:
+        """Remove a blob; True if it was there."""
+        return _fs.unlink(self.path(digest))
+
+    def sweep(self, older_than: float = 3600.0) -> int:
+        """Remove temp files and abandoned ingests older than ``older_than`` seconds.
+
+        Ingests whose lock another writer holds are skipped. Returns how many
+        entries were removed.
+        """
+        cutoff = time.time() - older_than
+        removed = 0
+        try:
+            entries = list(os.scandir(self.ingest_dir))
+        except FileNotFoundError:
+            return 0
+        names = {e.name for e in entries}
+        for entry in entries:
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                data = Path(entry.path, "data")
+                dst = _fs.stat(data)
+                mtime = max(st.st_mtime, dst.st_mtime if dst is not None else 0.0)
+                if mtime >= cutoff:
+                    continue
+                lock = filelock.FileLock(self.ingest_dir / f"{entry.name}.lock", timeout=0)
+                try:
+                    with lock:
+                        _fs.rmtree(entry.path)
+                        removed += 1
+                except filelock.Timeout:
+                    continue
+                except OSError:
+                    continue
+            elif entry.name.endswith(".tmp") and st.st_mtime < cutoff:
+                try:
+                    if _fs.unlink(entry.path, budget=0):
+                        removed += 1
+                except OSError:
+                    continue  # still held open (Windows): next sweep
+            elif (
+                entry.name.endswith(".lock")
+                and entry.name[: -len(".lock")] not in names
+                and st.st_mtime < cutoff
+            ):
+                lock = filelock.FileLock(entry.path, timeout=0)
+                try:
+                    with lock:
+                        pass
+                except (filelock.Timeout, OSError):
+                    continue
+                try:
+                    if _fs.unlink(entry.path, budget=0):
+                        removed += 1
+                except OSError:
+                    continue
+        return removed
+
+
+def _safe_ref(ref: str) -> str:
+    tag = hashlib.sha256(ref.encode("utf-8")).hexdigest()[:16]
+    return f"{_SAFE_REF.sub('_', ref)[:40]}-{tag}"
+
+
+class BlobWriter:
+    """Writes a blob in pieces; see :meth:`BlobStore.ingest`.
+
+    Without a ref the data goes to a private temp file. With a ref it lives in
+    ``<root>/ingest/<safe ref>/data`` under a cross-process lock on
+    ``<safe ref>.lock``, and a later writer of the same ref (another process, after
+    a restart) continues at its offset.
+    """
+
+    def __init__(self, store: BlobStore, ref: str | None, algorithm: str = "sha256") -> None:
+        self.store = store
+        self.ref = ref
+        self._hasher = DigestHasher(algorithm)
+        self._done = False
+        self._lock: filelock.BaseFileLock | None = None
+        store._ensure(store.ingest_dir)
+        self._dir: Path | None
+        if ref is None:
+            self._dir = None
+            self._f, self._data = _fs.mkstemp(store.ingest_dir, prefix="w.", suffix=".tmp")
+            return
+        safe = _safe_ref(ref)
+        self._dir = store.ingest_dir / safe
+        self._lock = filelock.FileLock(
+            store.ingest_dir / f"{safe}.lock", timeout=store.lock_timeout
+        )
+        try:
+            self._lock.acquire()
+        except filelock.Timeout:
+            raise LockTimeout(
+                f"ingest {ref!r}: another writer holds {self._lock.lock_file} "
+                f"after {store.lock_timeout:g}s"
+            ) from None
+        try:
+            _fs.ensure_dir(self._dir, durable=False)
+            self._data = self._dir / "data"
+            if _fs.stat(self._data) is not None:
+                with _fs.open_read(self._data) as r:
+                    while chunk := r.read(CHUNK):
+                        self._hasher.update(chunk)
+            else:
+                _fs.atomic_write_bytes(self._dir / "ref", ref.encode("utf-8"), durable=False)
+            self._f = _fs.retry(lambda: open(self._data, "ab"))  # noqa: SIM115
+            if self._f.tell() != self._hasher.size:  # pragma: no cover - concurrent foreign writer
+                raise StoreError(f"ingest {ref!r}: {self._data} changed while it was reopened")
+        except BaseException:
+            self._lock.release()
+            raise
+
+    @property
+    def offset(self) -> int:
+        """Bytes written so far (including those of earlier sessions of this ref)."""
+        return self._hasher.size
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        if self._done:
+            raise StoreError(f"ingest {self.ref!r}: already committed or aborted")
+        self._f.write(data)
+        self._hasher.update(data)
+        return len(data)
+
+    def digest(self) -> Digest:
+        """The digest of what was written so far."""
+        return self._hasher.digest()
+
+    def close(self) -> None:
+        """Stop writing for now and keep the data for a later ``ingest(ref)`` (ref only)."""
+        if self._done:
+            return
+        if self.ref is None:
+            self.abort()
+            return
+        self._f.close()
+        self._done = True
+        self._release()
+
+    def commit(self, expected: Digest | None = None, expected_size: int | None = None) -> Digest:
+        """Verify, publish and clean up; an existing blob with this digest is success."""
+        if self._done:
+            raise StoreError(f"ingest {self.ref!r}: already committed or aborted")
+        what = f"ingest {self.ref!r}" if self.ref else "blob upload"
+        if expected_size is not None and expected_size >= 0 and self.offset != expected_size:
+            raise SizeMismatch(what, expected_size, self.offset)
+        actual = self._hasher.digest()
+        if expected is not None and Digest.parse(expected) != actual:
+            raise DigestMismatch(what, str(expected), str(actual))
+        if self.store.fsync:
+            _fs.fsync_file(self._f)
+        self._f.close()
+        self.store._publish(self._data, actual, self.offset)
+        self._done = True
+        self._cleanup()
+        return actual
+
+    def abort(self) -> None:
+        """Drop everything written (also from earlier sessions of this ref)."""
+        if self._done:
+            return
+        self._done = True
+        self._f.close()
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        try:
+            if self._dir is not None:
+                _fs.rmtree(self._dir)
+            else:
+                _fs.discard(self._data)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> BlobWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not self._done:
+            self.abort()
+
+    def __del__(self) -> None:  # pragma: no cover - safety net for forgotten writers
+        if not getattr(self, "_done", True):
+            try:
+                self._f.close()
+                self._release()
+            except Exception:
+                pass
