@@ -1,19 +1,153 @@
-"""The ``pycrane`` command line (being built; see issue 4)."""
+"""The ``pycrane`` command line: crane's commands, flags and output, in Python.
+
+:func:`main` runs in-process and returns an exit code; every failure goes through
+one funnel that prints ONE line, ``pycrane: error: <message>``, on stderr and
+returns a named code (:mod:`pycrane.cli._status`). Tracebacks appear only with
+``--debug`` or ``PYCRANE_DEBUG=1``.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import sys
+import traceback
 from collections.abc import Sequence
+from types import FrameType
 
-__all__ = ["main", "run"]
+import click
+
+from pycrane.cli import _status as status
+from pycrane.cli._logging import LogSetup, redact
+from pycrane.errors import PycraneError
+
+__all__ = ["main", "run", "status"]
+
+
+def _error(message: str) -> None:
+    line = " ".join(redact(message).split()) or "unknown error"
+    try:
+        sys.stderr.write(f"pycrane: error: {line}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
+def _os_error_message(e: OSError) -> str:
+    if e.strerror and e.filename is not None:
+        if e.filename2 is not None:
+            return f"{e.strerror}: {e.filename!s} -> {e.filename2!s}"
+        return f"{e.strerror}: {e.filename!s}"
+    return str(e) or type(e).__name__
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe, point stdout at devnull so the exit-time flush stays quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def _wants_debug(args: Sequence[str]) -> bool:
+    if os.environ.get("PYCRANE_DEBUG", "") not in ("", "0"):
+        return True
+    for arg in args:
+        if arg == "--":
+            break
+        if arg == "--debug":
+            return True
+    return False
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI in-process and return its exit code."""
-    print("pycrane: the command line is not built yet", file=sys.stderr)
-    return 2
+    """Run the CLI in-process and return its exit code (never calls ``sys.exit``)."""
+    from pycrane.cli._app import cli
+    from pycrane.cli._options import root_options
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = _wants_debug(args)
+    log = LogSetup()
+    log.install(verbose=False)
+    ctx: click.Context | None = None
+    try:
+        try:
+            with cli.make_context("pycrane", args) as ctx:
+                opts = root_options(ctx)
+                opts.log = log
+                log.set_verbose(opts.verbose)
+                try:
+                    rv = cli.invoke(ctx)
+                finally:
+                    opts.close()
+            sys.stdout.flush()
+            return rv if isinstance(rv, int) else status.SUCCESS
+        except click.exceptions.Exit as e:
+            sys.stdout.flush()
+            return e.exit_code
+    except BrokenPipeError:
+        _silence_stdout()
+        return status.BROKEN_PIPE
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        if debug:
+            traceback.print_exc()
+        _error("interrupted")
+        return status.INTERRUPTED
+    except click.UsageError as e:
+        if debug:
+            traceback.print_exc()
+        hint = ""
+        if e.ctx is not None and e.ctx.command.get_help_option(e.ctx) is not None:
+            hint = f" (see '{e.ctx.command_path} --help')"
+        _error(e.format_message() + hint)
+        return status.USAGE
+    except click.ClickException as e:
+        if debug:
+            traceback.print_exc()
+        _error(e.format_message())
+        return e.exit_code or status.ERROR
+    except PycraneError as e:
+        if debug:
+            traceback.print_exc()
+        _error(str(e) or type(e).__name__)
+        return status.ERROR
+    except OSError as e:
+        if debug:
+            traceback.print_exc()
+        _error(_os_error_message(e))
+        return status.ERROR
+    except Exception as e:
+        if debug:
+            traceback.print_exc()
+        _error(
+            f"internal error: {type(e).__name__}: {e} "
+            "(this is a bug; PYCRANE_DEBUG=1 shows the traceback)"
+        )
+        return status.UNKNOWN_ERROR
+    finally:
+        log.uninstall()
+
+
+def _sigterm(signum: int, frame: FrameType | None) -> None:
+    # Unwind like Ctrl-C, so writers abort their temp files and nothing half-written stays.
+    raise KeyboardInterrupt
 
 
 def run() -> None:
-    """Console-script entry point."""
-    sys.exit(main())
+    """Console-script entry point: ``main`` plus process-level signal and exit handling."""
+    with contextlib.suppress(ValueError, OSError):
+        signal.signal(signal.SIGTERM, _sigterm)
+    code = main()
+    if code == status.INTERRUPTED:
+        # Do not wait for worker threads still busy with transfers: the main thread has
+        # already unwound (temp files aborted); whatever a worker leaves is in temp space.
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        os._exit(code)
+    sys.exit(code)

@@ -1,0 +1,35 @@
+"""``pycrane version``."""
+
+from __future__ import annotations
+
+import platform
+import sys
+
+import click
+
+from pycrane.cli._options import Options, command
+
+__all__ = ["version", "version_string"]
+
+
+def version_string() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("pycrane")
+    except PackageNotFoundError:
+        from pycrane import __version__
+
+        return __version__
+
+
+@command("version")
+def version(opts: Options) -> None:
+    """Print pycrane's version."""
+    click.echo(version_string())
+    if opts.verbose:
+        click.echo(
+            f"python {platform.python_version()} ({sys.implementation.name}) on {sys.platform}",
+            err=True,
+        )
