@@ -1,0 +1,96 @@
+"""``pycrane validate``: check an image's digests, sizes and diff_ids end to end."""
+
+from __future__ import annotations
+
+import click
+
+from pycrane.cli import _output as out
+from pycrane.cli._options import Options, command
+from pycrane.errors import VerificationError
+from pycrane.v1.image import Image, ImageIndex, is_index
+
+__all__ = ["validate"]
+
+
+def _check(obj: Image | ImageIndex, fast: bool) -> None:
+    from pycrane import validate as v
+
+    if is_index(obj):
+        v.validate_index(obj, fast=fast)  # type: ignore[arg-type]
+    else:
+        v.validate_image(obj, fast=fast)  # type: ignore[arg-type]
+
+
+@command("validate")
+@click.option("--remote", metavar="REF", help="Validate this image or index in a registry.")
+@click.option(
+    "--tarball",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Validate a docker-save tarball.",
+)
+@click.option(
+    "--layout",
+    type=click.Path(exists=True, file_okay=False),
+    help="Validate an OCI layout: every entry and every blob.",
+)
+@click.option("--fast", is_flag=True, help="Skip downloading and hashing layers.")
+def validate(
+    opts: Options, remote: str | None, tarball: str | None, layout: str | None, fast: bool
+) -> None:
+    """Validate an image (--remote, --tarball or --layout); print PASS or fail with the reason.
+
+    An index is validated whole (every child) unless --platform picks one image.
+    """
+    chosen = [
+        (k, v) for k, v in (("remote", remote), ("tarball", tarball), ("layout", layout)) if v
+    ]
+    if len(chosen) != 1:
+        raise click.UsageError("give exactly one of --remote, --tarball or --layout")
+    kind, target = chosen[0]
+    assert target is not None
+    try:
+        if kind == "remote":
+            _validate_remote(opts, target, fast)
+        elif kind == "tarball":
+            from pycrane.tarball import image_from_path
+
+            _check(image_from_path(target), fast)
+        else:
+            _validate_layout(target, fast)
+    except VerificationError as e:
+        raise VerificationError(f"FAIL: {target}: {e}") from e
+    out.line(f"PASS: {target}")
+
+
+def _validate_remote(opts: Options, target: str, fast: bool) -> None:
+    from pycrane.name import parse_reference
+
+    ref = parse_reference(target)
+    client = opts.client()
+    if opts.platforms:
+        _check(client.image(ref, platform=opts.platform), fast)
+        return
+    desc = client.get(ref)
+    from pycrane.v1 import mediatypes as mt
+
+    if mt.is_index(desc.media_type):
+        _check(client.index(ref), fast)
+    else:
+        _check(client.image(ref), fast)
+
+
+def _validate_layout(path: str, fast: bool) -> None:
+    from pycrane.layout import Layout
+
+    layout = Layout.open(path)
+    problems = layout.validate(fast=fast)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise VerificationError(f"layout {path}: {problems[0]}{more}")
+    from pycrane.v1 import mediatypes as mt
+
+    for desc in layout.descriptors():
+        if mt.is_index(desc.media_type):
+            _check(layout.image_index(desc.digest), fast)
+        elif mt.is_image(desc.media_type):
+            _check(layout.image(desc.digest), fast)
