@@ -258,7 +258,7 @@ class Repository:
         return Tag(self, tag)
 
     def digest(self, digest: Digest | str) -> DigestRef:
-        return DigestRef(self, Digest.parse(digest) if isinstance(digest, str) else digest)
+        return DigestRef(self, _parse_digest(digest, f"{self.name}@{digest}"))
 
     def scope(self, action: str) -> str:
         """The token scope, e.g. ``repository:library/ubuntu:pull``."""
