@@ -234,13 +234,15 @@ def select(descriptors: Iterable[Descriptor], wanted: Platform | str) -> Descrip
     An exact spelling beats a normalised match (``arm64/v8`` vs ``arm64``), which
     beats an acceptable one (``linux/arm`` taking ``arm/v6``); ties go to the first
     child, as an index lists its preferred variants first. A child without a
-    platform counts as :data:`DEFAULT_PLATFORM`.
+    platform counts as :data:`DEFAULT_PLATFORM`, ranked below one that says so.
     """
     want = Platform.parse(wanted)
     best: Descriptor | None = None
     best_rank = 3
     for desc in descriptors:
         rank = _rank(want, desc.platform or DEFAULT_PLATFORM)
+        if rank == 0 and desc.platform is None:
+            rank = 1  # an assumed platform never beats one the index states
         if rank is not None and rank < best_rank:
             best, best_rank = desc, rank
             if rank == 0:
