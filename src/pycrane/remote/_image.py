@@ -1,0 +1,327 @@
+"""Lazy images, indexes and layers backed by a registry.
+
+Nothing is fetched until asked: an image holds its manifest bytes, fetches its
+config on first use, and streams each layer on ``compressed()``. Every blob
+stream is checked against its descriptor (size and digest) and resumes with a
+``Range`` request when a connection drops mid-blob.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from typing import TYPE_CHECKING, BinaryIO
+
+from urllib3.exceptions import HTTPError as _Urllib3Error
+
+from pycrane.errors import ManifestError, SizeMismatch, TransportError
+from pycrane.name import DigestRef, Reference, Repository
+from pycrane.v1 import mediatypes as mt
+from pycrane.v1.descriptor import Descriptor
+from pycrane.v1.digest import Digest, VerifyingReader
+from pycrane.v1.image import Image, ImageBase, ImageIndex, ImageIndexBase, Layer, LayerBase
+from pycrane.v1.manifest import Index
+
+if TYPE_CHECKING:
+    from pycrane.remote._client import Client
+    from pycrane.remote._transport import Response
+
+__all__ = ["BlobStream", "RemoteImage", "RemoteIndex", "RemoteLayer"]
+
+log = logging.getLogger("pycrane.remote")
+
+#: Config blobs (JSON) larger than this are refused.
+CONFIG_LIMIT = 100 << 20
+
+
+class BlobStream:
+    """The raw bytes of a blob, resuming after dropped connections.
+
+    When a read fails (or the body ends early) before ``size`` bytes, the blob is
+    requested again with ``Range: bytes=N-``; a server that answers 200 instead
+    of 206 is read from the start and the first ``N`` bytes are skipped. Not
+    verified by itself: wrap it in :class:`~pycrane.v1.digest.VerifyingReader`.
+    """
+
+    def __init__(
+        self, client: Client, repository: Repository, desc: Descriptor, *, max_resumes: int = 5
+    ) -> None:
+        self._client = client
+        self._repo = repository
+        self._desc = desc
+        self._offset = 0
+        self._resumes_left = max_resumes
+        self._resp: Response | None = None
+        self._closed = False
+        self.resumes = 0
+        self._open()
+
+    @property
+    def what(self) -> str:
+        return f"blob {self._repo.name}@{self._desc.digest}"
+
+    def _open(self) -> None:
+        headers = {}
+        if self._offset:
+            headers["Range"] = f"bytes={self._offset}-"
+        resp = self._client._blob_get(self._repo, self._desc.digest, headers)
+        skip = 0
+        if self._offset:
+            if resp.status == 206:
+                start = _content_range_start(resp.header("Content-Range"))
+                if start is not None and start != self._offset:
+                    if start > self._offset:
+                        resp.close()
+                        raise TransportError(
+                            f"{self.what}: server resumed at byte {start}, expected {self._offset}"
+                        )
+                    skip = self._offset - start
+            else:
+                skip = self._offset  # 200: the whole blob again
+        else:
+            length = resp.header("Content-Length")
+            if (
+                resp.status == 200
+                and length is not None
+                and length.isdigit()
+                and self._desc.size >= 0
+                and int(length) != self._desc.size
+            ):
+                resp.close()
+                raise SizeMismatch(self.what, self._desc.size, int(length))
+        self._resp = resp
+        while skip:
+            data = resp.read(min(skip, 1 << 20))
+            if not data:
+                raise TransportError(
+                    f"{self.what}: body ended while skipping to byte {self._offset}"
+                )
+            skip -= len(data)
+
+    def _resume(self, reason: str) -> bool:
+        if self._resumes_left <= 0 or self._desc.size < 0 or self._offset >= self._desc.size:
+            return False
+        self._resumes_left -= 1
+        self.resumes += 1
+        log.debug("%s: %s at byte %d; resuming", self.what, reason, self._offset)
+        if self._resp is not None:
+            self._resp.close()
+            self._resp = None
+        time.sleep(min(0.05 * self.resumes, 1.0))
+        self._open()
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        if self._closed:
+            raise ValueError("read from a closed blob stream")
+        if n is None or n < 0:
+            chunks = []
+            while chunk := self.read(1 << 20):
+                chunks.append(chunk)
+            return b"".join(chunks)
+        if n == 0:
+            return b""
+        while True:
+            assert self._resp is not None
+            try:
+                data = self._resp.read(n)
+            except (_Urllib3Error, OSError) as e:
+                if self._resume(type(e).__name__):
+                    continue
+                raise TransportError(
+                    f"{self.what}: connection failed after {self._offset} bytes ({e})"
+                ) from None
+            short = not data and 0 <= self._desc.size and self._offset < self._desc.size
+            if short and self._resume("body ended early"):
+                continue
+            self._offset += len(data)
+            return data
+
+    def readinto(self, buf: bytearray | memoryview) -> int:
+        data = self.read(len(buf))
+        memoryview(buf)[: len(data)] = data
+        return len(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._closed = True
+        if self._resp is not None:
+            self._resp.close()
+            self._resp = None
+
+    def __enter__(self) -> BlobStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _content_range_start(value: str | None) -> int | None:
+    if not value:
+        return None
+    v = value.strip()
+    if v.lower().startswith("bytes"):
+        v = v[5:].strip()
+    start = v.split("-", 1)[0].strip()
+    return int(start) if start.isdigit() else None
+
+
+def inline_data(desc: Descriptor, what: str) -> bytes | None:
+    """A descriptor's embedded ``data``, verified; None when it has none."""
+    if desc.data is None:
+        return None
+    r = VerifyingReader(io.BytesIO(desc.data), desc.digest, desc.size, what)
+    return r.read()
+
+
+class RemoteLayer(LayerBase):
+    """A blob in a registry repository; ``repository`` is where it can be mounted from."""
+
+    def __init__(
+        self,
+        client: Client,
+        repository: Repository,
+        desc: Descriptor,
+        diff_id: Digest | None = None,
+    ) -> None:
+        super().__init__(diff_id)
+        self._client = client
+        self.repository = repository
+        self._desc = desc
+
+    def descriptor(self) -> Descriptor:
+        return self._desc
+
+    def compressed(self) -> BinaryIO:
+        """A verified stream of the blob (size and digest checked at EOF)."""
+        d = self._desc
+        what = f"blob {self.repository.name}@{d.digest}"
+        data = inline_data(d, what)
+        if data is not None:
+            return io.BytesIO(data)
+        return VerifyingReader(  # type: ignore[return-value]
+            BlobStream(self._client, self.repository, d),  # type: ignore[arg-type]
+            d.digest,
+            d.size,
+            what,
+        )
+
+    def verified(self) -> BinaryIO:
+        return self.compressed()  # already verified; do not hash twice
+
+    def __repr__(self) -> str:
+        return f"RemoteLayer({self.repository.name}@{self._desc.digest})"
+
+
+class RemoteImage(ImageBase):
+    """An image manifest fetched from a registry; config and layers load lazily."""
+
+    def __init__(
+        self,
+        client: Client,
+        ref: Reference,
+        raw: bytes,
+        media_type: str,
+        descriptor: Descriptor | None = None,
+    ) -> None:
+        super().__init__()
+        self._client = client
+        self.reference = ref
+        self._raw = raw
+        self._media_type = media_type
+        self._desc = descriptor
+
+    @property
+    def repository(self) -> Repository:
+        return self.reference.repository
+
+    def raw_manifest(self) -> bytes:
+        return self._raw
+
+    def _media_type_hint(self) -> str | None:
+        return self._media_type
+
+    def descriptor(self) -> Descriptor:
+        base = super().descriptor()
+        if self._desc is not None:
+            return Descriptor(
+                media_type=base.media_type,
+                digest=base.digest,
+                size=base.size,
+                annotations=dict(self._desc.annotations),
+                platform=self._desc.platform,
+                artifact_type=base.artifact_type or self._desc.artifact_type,
+            )
+        return base
+
+    def raw_config(self) -> bytes:
+        def fetch() -> bytes:
+            cdesc = self.manifest().config
+            return self._client._fetch_blob(self.repository, cdesc, CONFIG_LIMIT, "config")
+
+        return self._memo.get("raw_config", fetch)
+
+    def layer_for(self, descriptor: Descriptor, diff_id: Digest | None) -> Layer:
+        return RemoteLayer(self._client, self.repository, descriptor, diff_id)
+
+    def __repr__(self) -> str:
+        return f"RemoteImage({self.reference})"
+
+
+class RemoteIndex(ImageIndexBase):
+    """An index (or manifest list) fetched from a registry; children load lazily."""
+
+    def __init__(
+        self,
+        client: Client,
+        ref: Reference,
+        raw: bytes,
+        media_type: str,
+        descriptor: Descriptor | None = None,
+    ) -> None:
+        super().__init__()
+        self._client = client
+        self.reference = ref
+        self._raw = raw
+        self._media_type = media_type
+        self._desc = descriptor
+
+    @property
+    def repository(self) -> Repository:
+        return self.reference.repository
+
+    def raw_manifest(self) -> bytes:
+        return self._raw
+
+    def index_manifest(self) -> Index:
+        def parse() -> Index:
+            try:
+                return Index.parse(self._raw, self._media_type)
+            except ManifestError:
+                return Index.parse(self._raw)
+
+        return self._memo.get("index", parse)
+
+    def child(self, descriptor: Descriptor) -> Image | ImageIndex:
+        ref = DigestRef(self.repository, descriptor.digest)
+        what = f"manifest {ref}"
+        raw = inline_data(descriptor, what)
+        if raw is None:
+            rd = self._client.get(ref)
+            raw, media = rd.raw, rd.media_type
+        else:
+            media = descriptor.media_type
+        if mt.is_index(media):
+            return RemoteIndex(self._client, ref, raw, media, descriptor)
+        if mt.is_schema1(media):
+            raise ManifestError(
+                f"{what}: Docker schema 1 ({media}) is not supported; "
+                "push it again with a v2 client"
+            )
+        return RemoteImage(self._client, ref, raw, media, descriptor)
+
+    def __repr__(self) -> str:
+        return f"RemoteIndex({self.reference})"

@@ -1,0 +1,403 @@
+"""HTTP transport: pooled urllib3 connections, retries with backoff, safe redirects.
+
+One :class:`Transport` per client keeps keep-alive connections per host. It
+knows nothing about registries: it retries what is safe to retry (408, 429,
+5xx gateway errors and connection failures, honouring ``Retry-After``), follows
+redirects itself so credentials never cross to another host, and turns every
+urllib3 failure into a one-line :class:`~pycrane.errors.TransportError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import ipaddress
+import logging
+import random
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+import urllib3
+from urllib3.exceptions import HTTPError as _Urllib3Error
+
+from pycrane.errors import TransportError
+
+__all__ = ["Body", "Response", "RetryPolicy", "Transport", "redact_url"]
+
+log = logging.getLogger("pycrane.remote")
+
+CHUNK = 1 << 20
+#: Bodies of API responses read eagerly are capped at this size.
+SMALL_BODY_LIMIT = 4 << 20
+
+#: A request body: bytes, or a factory of chunk iterables (replayable, so retryable),
+#: or a one-shot iterable of chunks (never retried).
+Body = Union[bytes, Callable[[], Iterable[bytes]], Iterable[bytes], None]  # noqa: UP007
+
+_SECRET_PARAMS = frozenset(
+    {"token", "access_token", "refresh_token", "password", "_state", "x-amz-signature", "sig"}
+)
+
+
+def redact_url(url: str) -> str:
+    """The URL with credentials and secret-looking query values replaced by ``REDACTED``."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "<unparsable url>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "REDACTED@" + netloc.rpartition("@")[2]
+    if parts.query:
+        q = []
+        for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
+            if k.lower() in _SECRET_PARAMS or "signature" in k.lower():
+                v = "REDACTED"
+            q.append((k, v))
+        query = urllib.parse.urlencode(q, safe=":/,")
+    else:
+        query = ""
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently to retry transient failures.
+
+    ``attempts`` counts every try (1 = never retry). The wait before retry ``n``
+    (from 0) is ``backoff * factor**n`` with ``jitter`` (a fraction) added, capped
+    at ``max_backoff``; a ``Retry-After`` header replaces it, capped at
+    ``max_retry_after``.
+    """
+
+    attempts: int = 4
+    backoff: float = 0.5
+    factor: float = 3.0
+    max_backoff: float = 20.0
+    jitter: float = 0.1
+    max_retry_after: float = 60.0
+    statuses: frozenset[int] = field(default=frozenset({408, 429, 500, 502, 503, 504}))
+
+    def delay(self, attempt: int, retry_after: str | None = None) -> float:
+        if retry_after:
+            seconds = parse_retry_after(retry_after)
+            if seconds is not None:
+                return min(max(seconds, 0.0), self.max_retry_after)
+        base = min(self.backoff * (self.factor**attempt), self.max_backoff)
+        return base * (1.0 + random.uniform(0.0, self.jitter))
+
+
+def parse_retry_after(value: str) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date."""
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class Response:
+    """A response whose body may still be streaming; close it (or read it) when done."""
+
+    def __init__(self, raw: urllib3.BaseHTTPResponse, url: str, method: str) -> None:
+        self.raw = raw
+        self.url = url
+        self.method = method
+        #: The body, once read by ``request(stream=False)`` or :meth:`content`.
+        self.body: bytes | None = None
+
+    def content(self, limit: int = 1 << 16) -> bytes:
+        """The body (at most ``limit`` bytes when it is still unread)."""
+        if self.body is None:
+            self.body, _ = self.read_capped(limit)
+        return self.body
+
+    @property
+    def status(self) -> int:
+        return self.raw.status
+
+    @property
+    def headers(self) -> Any:
+        """Case-insensitive headers (``HTTPHeaderDict``)."""
+        return self.raw.headers
+
+    def header(self, name: str) -> str | None:
+        v = self.raw.headers.get(name)
+        return v if v is None else str(v)
+
+    def header_values(self, name: str) -> list[str]:
+        return list(self.raw.headers.getlist(name))
+
+    def read_capped(self, limit: int) -> tuple[bytes, bool]:
+        """Read the body up to ``limit`` bytes; the flag says whether it was longer."""
+        try:
+            chunks = []
+            total = 0
+            while total <= limit:
+                data = self.raw.read(min(CHUNK, limit + 1 - total), decode_content=True)
+                if not data:
+                    break
+                chunks.append(data)
+                total += len(data)
+            body = b"".join(chunks)
+        except _Urllib3Error as e:
+            raise TransportError(
+                f"{self.method} {redact_url(self.url)}: connection failed while reading "
+                f"the response ({_reason(e)})"
+            ) from None
+        finally:
+            self.close()
+        if len(body) > limit:
+            return body[:limit], True
+        return body, False
+
+    def read(self, n: int) -> bytes:
+        return self.raw.read(n, decode_content=False)
+
+    def drain(self) -> None:
+        """Discard a small body so the connection can be reused."""
+        with contextlib.suppress(Exception):
+            self.raw.drain_conn()
+        self.close()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.raw.release_conn()
+
+
+def _reason(e: BaseException) -> str:
+    """One line describing a urllib3 failure, without the URL noise it repeats."""
+    inner: BaseException = e
+    for attr in ("reason", "original_error"):
+        nested = getattr(inner, attr, None)
+        if isinstance(nested, BaseException):
+            inner = nested
+    if isinstance(e, _Urllib3Error) and e.args and isinstance(e.args[0], str):
+        text = e.args[0]
+        # urllib3 puts the underlying error after the first ": " or in args[1].
+        if len(e.args) > 1 and isinstance(e.args[1], BaseException):
+            text = f"{text} ({e.args[1]})"
+    else:
+        text = str(inner)
+    text = " ".join(str(text).split())
+    name = type(e).__name__
+    return f"{name}: {text}" if text else name
+
+
+def _is_loopback(host: str) -> bool:
+    host = host.strip("[]")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Transport:
+    """Pooled HTTP(S) with retries, safe redirects, proxies from the environment.
+
+    ``insecure`` turns TLS verification off (plain http is decided by the caller's
+    URL); ``ca_file`` adds a CA bundle to verify against.
+    """
+
+    def __init__(
+        self,
+        *,
+        insecure: bool = False,
+        ca_file: str | None = None,
+        connect_timeout: float = 30.0,
+        read_timeout: float = 300.0,
+        retry: RetryPolicy | None = None,
+        user_agent: str | None = None,
+        pool_maxsize: int = 16,
+        proxies: Mapping[str, str] | None = None,
+    ) -> None:
+        from pycrane import __version__
+
+        self.retry = retry or RetryPolicy()
+        self.user_agent = user_agent or f"pycrane/{__version__}"
+        self.timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
+        self._pool_kw: dict[str, Any] = {
+            "maxsize": pool_maxsize,
+            "block": False,
+            "blocksize": CHUNK,
+            "cert_reqs": "CERT_NONE" if insecure else "CERT_REQUIRED",
+        }
+        if ca_file:
+            self._pool_kw["ca_certs"] = ca_file
+        self._direct = urllib3.PoolManager(num_pools=32, **self._pool_kw)
+        self._proxies = (
+            dict(proxies) if proxies is not None else urllib.request.getproxies_environment()
+        )
+        self._proxy_managers: dict[str, urllib3.ProxyManager] = {}
+
+    def close(self) -> None:
+        self._direct.clear()
+        for pm in self._proxy_managers.values():
+            pm.clear()
+
+    def _manager(self, url: str) -> urllib3.PoolManager:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname or ""
+        if _is_loopback(host):
+            return self._direct
+        proxy = self._proxies.get(parts.scheme)
+        if not proxy or self._bypass(parts.netloc):
+            return self._direct
+        pm = self._proxy_managers.get(proxy)
+        if pm is None:
+            pm = urllib3.ProxyManager(proxy, num_pools=32, **self._pool_kw)
+            self._proxy_managers[proxy] = pm
+        return pm
+
+    def _bypass(self, netloc: str) -> bool:
+        no_proxy = self._proxies.get("no", "")
+        if not no_proxy:
+            return False
+        if no_proxy.strip() == "*":
+            return True
+        host = netloc.rpartition("@")[2]
+        hostonly = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        for entry in (e.strip().lower() for e in no_proxy.split(",")):
+            if not entry:
+                continue
+            entry = entry.lstrip(".").removeprefix("*.")
+            if hostonly.lower() == entry or host.lower() == entry:
+                return True
+            if hostonly.lower().endswith("." + entry):
+                return True
+        return False
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: Body = None,
+        stream: bool = False,
+        retry: bool = True,
+        max_redirects: int = 10,
+    ) -> Response:
+        """Send a request; retry transient failures; follow redirects without leaking credentials.
+
+        A non-2xx final status is returned, not raised: the caller knows what it means.
+        ``stream`` leaves the body unread (call ``read``/``close``).
+        """
+        hdrs = {"User-Agent": self.user_agent}
+        hdrs.update(headers or {})
+        replayable = body is None or isinstance(body, bytes) or callable(body)
+        origin = urllib.parse.urlsplit(url).netloc
+        attempt = 0
+        redirects = 0
+        while True:
+            payload: Any
+            if callable(body):
+                payload = _chunked_iter(body())
+            elif body is None or isinstance(body, bytes):
+                payload = body
+            else:
+                payload = _chunked_iter(body)
+            try:
+                raw = self._manager(url).urlopen(
+                    method,
+                    url,
+                    body=payload,
+                    headers=hdrs,
+                    redirect=False,
+                    retries=False,
+                    preload_content=False,
+                    decode_content=False,
+                    timeout=self.timeout,
+                    assert_same_host=False,
+                    chunked=False,
+                )
+            except _Urllib3Error as e:
+                if retry and replayable and attempt + 1 < self.retry.attempts and _retryable(e):
+                    wait = self.retry.delay(attempt)
+                    log.debug(
+                        "%s %s: %s; retrying in %.2fs", method, redact_url(url), _reason(e), wait
+                    )
+                    attempt += 1
+                    time.sleep(wait)
+                    continue
+                raise TransportError(f"{method} {redact_url(url)}: {_reason(e)}") from None
+            resp = Response(raw, url, method)
+            log.debug("%s %s -> %d", method, redact_url(url), raw.status)
+            if (
+                retry
+                and replayable
+                and raw.status in self.retry.statuses
+                and attempt + 1 < self.retry.attempts
+            ):
+                wait = self.retry.delay(attempt, resp.header("Retry-After"))
+                log.debug("%s %s: %d; retrying in %.2fs", method, redact_url(url), raw.status, wait)
+                resp.drain()
+                attempt += 1
+                time.sleep(wait)
+                continue
+            if raw.status in (301, 302, 303, 307, 308) and resp.header("Location"):
+                if redirects >= max_redirects:
+                    resp.drain()
+                    raise TransportError(
+                        f"{method} {redact_url(url)}: more than {max_redirects} redirects"
+                    )
+                target = urllib.parse.urljoin(url, resp.header("Location") or "")
+                resp.drain()
+                if urllib.parse.urlsplit(target).scheme not in ("http", "https"):
+                    raise TransportError(f"{method} {redact_url(url)}: redirect to a non-HTTP URL")
+                redirects += 1
+                if urllib.parse.urlsplit(target).netloc != origin:
+                    # Blob storage on another host: never hand it the registry's credentials.
+                    hdrs = {k: v for k, v in hdrs.items() if k.lower() != "authorization"}
+                if raw.status == 303 or (
+                    raw.status in (301, 302) and method not in ("GET", "HEAD")
+                ):
+                    method = "GET" if method != "HEAD" else "HEAD"
+                    body = None
+                    replayable = True
+                    hdrs = {k: v for k, v in hdrs.items() if k.lower() != "content-length"}
+                elif not replayable:
+                    raise TransportError(
+                        f"{method} {redact_url(url)}: redirected, and the body cannot be re-sent"
+                    )
+                url = target
+                continue
+            if not stream:
+                # Load a bounded body now, so errors surface here and the connection is freed.
+                resp.body, _ = resp.read_capped(SMALL_BODY_LIMIT)
+            return resp
+
+
+def _retryable(e: _Urllib3Error) -> bool:
+    from urllib3 import exceptions as x
+
+    if isinstance(e, x.SSLError):
+        return False  # a certificate problem does not go away by retrying
+    return isinstance(
+        e,
+        (
+            x.NewConnectionError,
+            x.ConnectTimeoutError,
+            x.ReadTimeoutError,
+            x.ProtocolError,
+            x.ProxyError,
+        ),
+    )
+
+
+def _chunked_iter(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Pass chunks through unchanged (urllib3 sends each with one write)."""
+    for c in chunks:
+        if c:
+            yield c
