@@ -8,7 +8,7 @@ from pycrane.cli._options import Options, command
 from pycrane.cli._progress import progress_for
 from pycrane.errors import NoMatchingPlatform
 from pycrane.name import Reference, parse_reference
-from pycrane.v1.image import Image, ImageIndex, SimpleIndex, is_index
+from pycrane.v1.image import Image, ImageIndex, SimpleIndex
 from pycrane.v1.platform import Platform
 
 __all__ = ["pull"]

@@ -58,6 +58,7 @@ def serve(
         tls_cert=tls_cert,
         tls_key=tls_key,
         read_only=read_only,
+        verbose=opts.verbose,
     )
 
 

@@ -1,0 +1,96 @@
+"""``pycrane append``: add tarballs as layers on top of a base image (or scratch)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from pycrane.cli._options import Options, command
+from pycrane.cli.commands._publish import push_result, save_tarball
+from pycrane.name import parse_reference
+from pycrane.v1 import mediatypes as mt
+from pycrane.v1.image import Image, Layer
+
+__all__ = ["append", "load_layers"]
+
+BASE_NAME = "org.opencontainers.image.base.name"
+BASE_DIGEST = "org.opencontainers.image.base.digest"
+
+
+def load_layers(paths: tuple[str, ...], *, docker: bool) -> list[Layer]:
+    """Layers from tar files (plain, gzip or zstd); ``-`` streams one from stdin."""
+    from pycrane import tarball
+    from pycrane.tarball.layer import media_type_for
+
+    layers: list[Layer] = []
+    if paths.count("-") > 1:
+        raise click.UsageError("stdin ('-') can be given as a layer only once")
+    for p in paths:
+        if p == "-":
+            layer: Layer = tarball.layer_from_reader(sys.stdin.buffer)
+        else:
+            layer = tarball.layer_from_file(p)
+        if docker and not layer.media_type().startswith("application/vnd.docker."):
+            # A Docker schema 2 manifest must list Docker layer types.
+            comp = mt.compression_of(layer.media_type())
+            if p == "-":
+                layer = tarball.layer_from_reader(sys.stdin.buffer)  # pragma: no cover
+            else:
+                layer = tarball.layer_from_file(p, media_type=media_type_for(comp, docker=True))
+        layers.append(layer)
+    return layers
+
+
+@command("append")
+@click.option("-b", "--base", default="", help="Base image (default: an empty image, scratch).")
+@click.option(
+    "-f",
+    "--new_layer",
+    "new_layers",
+    multiple=True,
+    required=True,
+    help="Tarball to append as a layer (repeatable; '-' reads stdin).",
+)
+@click.option("-t", "--new_tag", help="Tag to push the result to.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write a tarball instead.")
+@click.option(
+    "--set-base-image-annotations",
+    is_flag=True,
+    help="Record the base's name and digest in the manifest annotations.",
+)
+@click.option("--oci-empty-base", is_flag=True, help="Use an OCI (not Docker) empty base.")
+def append(
+    opts: Options,
+    base: str,
+    new_layers: tuple[str, ...],
+    new_tag: str | None,
+    output: str | None,
+    set_base_image_annotations: bool,
+    oci_empty_base: bool,
+) -> None:
+    """Append layers to a base image and push it to --new_tag (printing ref@digest)."""
+    from pycrane import mutate
+    from pycrane.empty import empty_image
+
+    if not new_tag and not output:
+        raise click.UsageError("give -t/--new_tag to push, or -o/--output to write a tarball")
+    base_img: Image
+    if base:
+        base_ref = parse_reference(base)
+        base_img = opts.client().image(base_ref, platform=opts.platform)
+    else:
+        base_img = empty_image(
+            opts.platform, media_type=mt.OCI_MANIFEST if oci_empty_base else mt.DOCKER_MANIFEST
+        )
+    docker = base_img.media_type() == mt.DOCKER_MANIFEST
+    img: Image = mutate.append_layers(base_img, load_layers(new_layers, docker=docker))
+    if set_base_image_annotations and base:
+        img = mutate.annotations(
+            img, {BASE_NAME: str(base_ref), BASE_DIGEST: str(base_img.digest())}
+        )  # type: ignore[assignment]
+    if output:
+        save_tarball(output, new_tag, img)
+        return
+    assert new_tag is not None
+    push_result(opts, parse_reference(new_tag), img)

@@ -1,0 +1,63 @@
+"""``pycrane export IMAGE|- TARBALL|-``: the flattened filesystem of an image as one tar."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from pycrane.cli import _output as out
+from pycrane.cli._options import Options, command
+from pycrane.name import parse_reference
+from pycrane.v1.image import Image
+
+__all__ = ["export"]
+
+
+@command("export")
+@click.argument("image", metavar="IMAGE|-")
+@click.argument("tarball", metavar="TARBALL|-", default="-")
+def export(opts: Options, image: str, tarball: str) -> None:
+    """Write IMAGE's filesystem (whiteouts applied) to TARBALL, or stdout with '-'.
+
+    IMAGE '-' reads a docker-save tarball from stdin. A file target appears only
+    when complete (written next to it, then renamed).
+    """
+    from pycrane import mutate as m
+
+    img: Image
+    if image == "-":
+        from pycrane.tarball import image_from_fileobj
+
+        img = image_from_fileobj(sys.stdin.buffer, name="<stdin>")
+    elif os.path.isfile(image):
+        from pycrane.tarball import image_from_path
+
+        img = image_from_path(image)
+    else:
+        img = opts.client().image(parse_reference(image), platform=opts.platform)
+
+    if tarball == "-":
+        stdout = out.binary_stdout()
+        m.export(img, stdout)
+        stdout.flush()
+        return
+    _export_to_file(m, img, Path(tarball))
+
+
+def _export_to_file(m: object, img: Image, target: Path) -> None:
+    from pycrane import _fs
+
+    target = target.absolute()
+    f, tmp = _fs.mkstemp(target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with f:
+            m.export(img, f)  # type: ignore[attr-defined]
+            f.flush()
+            _fs.fsync_file(f)
+        _fs.replace_atomic(tmp, target)
+    finally:
+        if os.path.lexists(tmp):
+            _fs.discard(tmp)
