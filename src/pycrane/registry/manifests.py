@@ -24,6 +24,9 @@ __all__ = ["MAX_MANIFEST_SIZE", "PushedManifest", "inspect_manifest", "media_typ
 #: Manifests larger than this are refused with 413 (the spec asks for at least 4 MiB).
 MAX_MANIFEST_SIZE = 8 * 1024 * 1024
 
+# Content types that say "some bytes" rather than which manifest: the body decides.
+_GENERIC = frozenset({"application/json", "application/octet-stream", "text/plain"})
+
 
 @dataclass(frozen=True)
 class PushedManifest:
@@ -55,6 +58,8 @@ class PushedManifest:
 def media_type_of(content_type: str | None, doc: dict[str, Any]) -> str:
     """The media type to store: the Content-Type without parameters, else the body's field."""
     header = (content_type or "").split(";", 1)[0].strip()
+    if header in _GENERIC:
+        header = ""
     body = doc.get("mediaType")
     if body is not None and not isinstance(body, str):
         raise ApiError("MANIFEST_INVALID", "manifest mediaType: expected a string")
@@ -63,7 +68,7 @@ def media_type_of(content_type: str | None, doc: dict[str, Any]) -> str:
             "MANIFEST_INVALID",
             f"manifest Content-Type {header!r} does not match its mediaType {body!r}",
         )
-    if header and header not in ("application/json", "application/octet-stream"):
+    if header:
         return header
     if body:
         return body

@@ -157,6 +157,7 @@ class RegistryServer:
         password: str | None = None,
     ) -> None:
         self.address = address
+        self._own_storage = storage is None
         self.storage = storage if storage is not None else _make_storage(disk)
         self.disk = Path(disk) if disk is not None else None
         if htpasswd is not None and not isinstance(htpasswd, Htpasswd):
@@ -251,6 +252,9 @@ class RegistryServer:
             self._thread = None
         httpd.close_connections()
         httpd.server_close()
+        close = getattr(self.storage, "close", None)
+        if self._own_storage and close is not None:
+            close()
 
     def __enter__(self) -> RegistryServer:
         return self.start()
