@@ -7,7 +7,6 @@ does not model survive a mutation untouched.
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -15,7 +14,7 @@ from typing import Any
 
 from pycrane.errors import ManifestError
 from pycrane.v1.digest import Digest
-from pycrane.v1.manifest import canonical_json
+from pycrane.v1.manifest import _load, canonical_json
 from pycrane.v1.platform import Platform
 
 __all__ = ["ConfigFile", "History"]
@@ -55,12 +54,7 @@ class ConfigFile:
 
     @classmethod
     def parse(cls, raw: bytes) -> ConfigFile:
-        try:
-            obj = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ManifestError(f"config: not valid JSON ({e})") from None
-        if not isinstance(obj, dict):
-            raise ManifestError("config: expected a JSON object")
+        obj = _load(raw, "config")
         for key in ("architecture", "os", "variant", "os.version", "created", "author"):
             if key in obj and obj[key] is not None and not isinstance(obj[key], str):
                 raise ManifestError(f"config.{key}: expected a string")
@@ -81,6 +75,17 @@ class ConfigFile:
             not isinstance(hist, list) or not all(isinstance(h, dict) for h in hist)
         ):
             raise ManifestError("config.history: expected a list of objects")
+        for i, h in enumerate(hist or ()):
+            for key in ("created", "created_by", "author", "comment"):
+                if h.get(key) is not None and not isinstance(h[key], str):
+                    raise ManifestError(f"config.history[{i}].{key}: expected a string")
+            if h.get("empty_layer") is not None and not isinstance(h["empty_layer"], bool):
+                raise ManifestError(f"config.history[{i}].empty_layer: expected true or false")
+        feats = obj.get("os.features")
+        if feats is not None and (
+            not isinstance(feats, list) or not all(isinstance(f, str) for f in feats)
+        ):
+            raise ManifestError("config.os.features: expected a list of strings")
         cfg = obj.get("config")
         if cfg is not None and not isinstance(cfg, dict):
             raise ManifestError("config.config: expected an object")

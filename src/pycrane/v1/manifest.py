@@ -29,8 +29,10 @@ def canonical_json(obj: Any) -> bytes:
 def _load(raw: bytes, what: str) -> dict[str, Any]:
     try:
         obj = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, int digit limit
         raise ManifestError(f"{what}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise ManifestError(f"{what}: not valid JSON (nested too deeply)") from None
     if not isinstance(obj, dict):
         raise ManifestError(f"{what}: expected a JSON object")
     return obj
