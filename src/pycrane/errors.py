@@ -9,6 +9,7 @@ CLI can print it as is::
     ├── InvalidDigest           a malformed digest string (ValueError)
     ├── InvalidPlatform         a malformed platform string (ValueError)
     ├── ManifestError           a manifest, index or config that does not parse
+    ├── CompressionError        a gzip or zstd stream that is truncated or corrupt (ValueError)
     ├── VerificationError       bytes that do not match their descriptor
     │   ├── DigestMismatch
     │   └── SizeMismatch
@@ -27,6 +28,7 @@ CLI can print it as is::
 from __future__ import annotations
 
 __all__ = [
+    "CompressionError",
     "DigestMismatch",
     "InvalidDigest",
     "InvalidPlatform",
@@ -66,6 +68,10 @@ class InvalidPlatform(PycraneError, ValueError):
 
 class ManifestError(PycraneError, ValueError):
     """A manifest, index or config document is malformed; the message names the field."""
+
+
+class CompressionError(PycraneError, ValueError):
+    """A gzip or zstd stream is truncated, corrupt, or followed by garbage."""
 
 
 class VerificationError(PycraneError):
