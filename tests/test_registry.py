@@ -37,8 +37,8 @@ def sha512(data: bytes) -> str:
 class Client:
     """A tiny raw client: one pool, helpers for the common pushes."""
 
-    def __init__(self, reg: RegistryServer, **pool: Any) -> None:
-        self.url = reg.url
+    def __init__(self, reg: RegistryServer | str, **pool: Any) -> None:
+        self.url = reg if isinstance(reg, str) else reg.url
         self.http = urllib3.PoolManager(retries=False, **pool)
         self.headers: dict[str, str] = {}
 

@@ -58,7 +58,10 @@ from pycrane.v1.digest import ALGORITHMS, Digest
 __all__ = ["IDLE_RELEASE", "DiskStorage"]
 
 #: Seconds an upload writer may sit idle before its lock is released.
-IDLE_RELEASE = 2.0
+IDLE_RELEASE = 1.0
+#: Abandoned ingests older than this are swept (at start, then every SWEEP_EVERY seconds).
+SWEEP_AGE = 24 * 3600.0
+SWEEP_EVERY = 3600.0
 
 _RESERVED = frozenset(
     ["con", "prn", "aux", "nul"]
@@ -106,6 +109,8 @@ class DiskStorage:
         self._slots_lock = threading.Lock()
         self._reaper: threading.Thread | None = None
         self._closed = False
+        self._swept = time.monotonic()
+        self.store.sweep(SWEEP_AGE)
 
     # -- paths --------------------------------------------------------------------------------
 
@@ -213,8 +218,11 @@ class DiskStorage:
     def _reap(self) -> None:
         """Close writers nobody used for a while, so other processes may take the session."""
         while not self._closed:
-            time.sleep(IDLE_RELEASE / 2)
+            time.sleep(IDLE_RELEASE / 4)
             now = time.monotonic()
+            if now - self._swept > SWEEP_EVERY:
+                self._swept = now
+                self.store.sweep(SWEEP_AGE)
             with self._slots_lock:
                 slots = list(self._slots.items())
             for session, slot in slots:
