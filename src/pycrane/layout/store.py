@@ -20,7 +20,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
@@ -219,7 +219,33 @@ class BlobStore:
             size = n
         if digest is None:
             return self._write(source, None, size, progress)
-        digest = Digest.parse(digest)
+        return self._put_digest(lambda: source, Digest.parse(digest), size, progress, False)
+
+    def put_from(
+        self,
+        opener: Callable[[], Source],
+        *,
+        digest: Digest,
+        size: int | None = None,
+        progress: ProgressSink | None = None,
+    ) -> tuple[Digest, int]:
+        """Like :meth:`put`, but the source is opened only if the blob must be written.
+
+        For lazy layers (a registry GET, a tarball member) whose opening costs I/O.
+        A stream the opener returns is closed afterwards.
+        """
+        if size is not None and size < 0:
+            size = None
+        return self._put_digest(opener, Digest.parse(digest), size, progress, True)
+
+    def _put_digest(
+        self,
+        opener: Callable[[], Source],
+        digest: Digest,
+        size: int | None,
+        progress: ProgressSink | None,
+        close: bool,
+    ) -> tuple[Digest, int]:
         key = (self._key, digest)
         while True:
             with _flights_lock:
@@ -239,7 +265,7 @@ class BlobStore:
                     return got
                 continue  # the first writer failed: try with our own source
             try:
-                result = self._put_known(source, digest, size, progress)
+                result = self._put_known(opener, digest, size, progress, close)
                 flight.result = result
                 return result
             finally:
@@ -248,7 +274,12 @@ class BlobStore:
                 flight.event.set()
 
     def _put_known(
-        self, source: Source, digest: Digest, size: int | None, progress: ProgressSink | None
+        self,
+        opener: Callable[[], Source],
+        digest: Digest,
+        size: int | None,
+        progress: ProgressSink | None,
+        close: bool,
     ) -> tuple[Digest, int]:
         have = self._trusted_size(digest, size)
         if have is not None:
@@ -256,7 +287,13 @@ class BlobStore:
                 progress.start(digest, have, "exists")
                 progress.finish(digest, skipped=True)
             return digest, have
-        return self._write(source, digest, size, progress)
+        source = opener()
+        try:
+            return self._write(source, digest, size, progress)
+        finally:
+            closer = getattr(source, "close", None)
+            if close and closer is not None:
+                closer()
 
     def _trusted_size(self, digest: Digest, size: int | None) -> int | None:
         """The size of an existing blob that may be trusted, else ``None``.

@@ -99,7 +99,7 @@ class _Memo:
     """Thread-safe memoisation of a few expensive accessors per object."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: a memoised accessor may call another
         self._values: dict[str, object] = {}
 
     def get(self, key: str, compute: Callable[[], _T]) -> _T:
