@@ -22,6 +22,7 @@ import fnmatch
 import itertools
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -751,7 +752,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=4, help="parallel curl downloads in the floors")
     ap.add_argument("--workdir", default=None, help="parent of the temp dir (default $TMPDIR)")
     ap.add_argument("--settle", type=float, default=0.3, help="seconds to wait after sync")
-    ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per run")
+    ap.add_argument(
+        "--timeout", type=float, default=None, help="seconds per run (1800; quick: 120)"
+    )
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (debugging)")
     args = ap.parse_args(argv)
     sizes = QUICK if args.quick else FULL
@@ -759,6 +762,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(all_case_names(sizes.tags)))
         return 0
     rounds = args.rounds or (1 if args.quick else 3)
+    if args.timeout is None:
+        args.timeout = 120.0 if args.quick else 1800.0
     do_sweep = args.sweep if args.sweep is not None else not args.quick
     if args.sweep_sizes:
         sizes.sweep = [int(x) * MiB for x in args.sweep_sizes.split(",")]
@@ -770,6 +775,11 @@ def main(argv: list[str] | None = None) -> int:
             log(f"bench: error: {tool} is not installed")
             return 2
 
+    def _terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    # SIGTERM unwinds like Ctrl-C, so registries stop and the temp dir goes away
+    signal.signal(signal.SIGTERM, _terminate)
     b = Bench(args)
     t_start = time.monotonic()
     log(f"bench: work dir {b.work}")

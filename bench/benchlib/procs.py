@@ -7,6 +7,7 @@ pipeline reports the CPU of every process in it and the peak RSS of the largest 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -43,6 +44,15 @@ class Sample:
         return self.rc == 0 and not self.err
 
 
+def die_with_parent() -> None:
+    """In the child before exec: get SIGTERM when the harness dies, even by SIGKILL (Linux)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def drop_noise(settle: float = 0.3) -> None:
     """Flush dirty pages so a run does not pay for the previous run's writeback."""
     os.sync()
@@ -74,6 +84,7 @@ def run_measured(
             env=full_env,
             cwd=cwd,
             start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         timed_out = threading.Event()
 
@@ -86,6 +97,12 @@ def run_measured(
         timer.start()
         try:
             _, status, ru = os.wait4(proc.pid, 0)
+        except BaseException:
+            # interrupted (Ctrl-C, SIGTERM): take the tool down with us, never leave it running
+            _kill()
+            os.wait4(proc.pid, 0)
+            proc.returncode = -9
+            raise
         finally:
             timer.cancel()
         wall = time.perf_counter() - t0

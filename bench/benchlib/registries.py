@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 
-from benchlib.procs import proc_cpu_seconds, proc_peak_rss_kib
+from benchlib.procs import die_with_parent, proc_cpu_seconds, proc_peak_rss_kib
 
 
 def free_port() -> int:
@@ -67,6 +67,7 @@ class _Server:
                 stdout=logf,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=die_with_parent,
             )
         _wait_ready(self.url, self.proc, self.log)
         return self

@@ -267,7 +267,7 @@ def markdown(
     lines = [f"# {title}", "", "| machine | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in info]
     lines += ["", "| setting | |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in settings]
+    lines += [f"| {k} | {v.replace('|', chr(92) + '|')} |" for k, v in settings]
     head = (
         "| case | tool | n | wall s median (min-max) | MB/s | CPU s | CPU s/GB | peak RSS MiB "
         "| server CPU s | vs baseline (per-round ratio) |"
