@@ -30,6 +30,7 @@ __all__ = [
     "Compression",
     "HAVE_ISAL",
     "compress_stream",
+    "compressobj",
     "decompressed_reader",
     "detect",
     "iter_compress",
@@ -204,6 +205,29 @@ def iter_compress(
         if out:
             yield out
     yield z.flush()
+
+
+def compressobj(compression: Compression = "gzip", level: int | None = None) -> Any:
+    """A push-style compressor (``compress(data)``, ``flush()``) with :func:`iter_compress`'s settings.
+
+    For writers that are handed bytes (``tarfile`` writing into a sink) rather than
+    pulling them; the output is byte-identical to :func:`iter_compress`.
+    """
+    if compression == "zstd":
+        return zstandard.ZstdCompressor(level=level if level is not None else 3).compressobj()
+    if compression == "none":
+        return _Identity()
+    if _fast_zlib is not None and (level is None or level <= 3):
+        return _fast_zlib.compressobj(level if level is not None else 1, zlib.DEFLATED, 31)
+    return zlib.compressobj(level if level is not None else 6, zlib.DEFLATED, 31)
+
+
+class _Identity:
+    def compress(self, data: bytes) -> bytes:
+        return data
+
+    def flush(self) -> bytes:
+        return b""
 
 
 def compress_stream(

@@ -1,0 +1,171 @@
+"""A tar archive being written to a path (temp file, then publish) or to a stream.
+
+Shared by the docker-save and legacy writers: members carry fixed metadata
+(mtime 0, root owner, no user names) so the same images give the same bytes.
+Blob members are streamed and verified: the digest is checked when the last
+byte has been copied, so a corrupt source fails the write.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+from pathlib import Path
+from types import TracebackType
+from typing import Any, BinaryIO, cast
+
+from pycrane import _fs
+from pycrane.compression import CHUNK
+from pycrane.errors import TarballError
+from pycrane.progress import NULL_PROGRESS, ProgressSink
+from pycrane.v1.digest import Digest, VerifyingReader
+
+__all__ = ["TarSink", "Target"]
+
+Target = str | os.PathLike[str] | BinaryIO
+
+
+class _Exact(io.RawIOBase):
+    """Yield exactly ``size`` bytes of a verifying stream, then force its EOF check.
+
+    ``tarfile`` copies exactly the member size and never asks for EOF, which is
+    when :class:`VerifyingReader` compares digests; this reader asks for it.
+    """
+
+    def __init__(self, raw: VerifyingReader, size: int, sink: ProgressSink, digest: Digest) -> None:
+        self._raw = raw
+        self._left = size
+        self._sink = sink
+        self._digest = digest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        view = memoryview(b).cast("B")
+        if self._left <= 0:
+            return 0
+        data = self._raw.read(min(len(view), self._left))
+        if not data:
+            return 0  # tarfile reports the short read itself
+        n = len(data)
+        view[:n] = data
+        self._left -= n
+        self._sink.advance(self._digest, n)
+        if self._left == 0:
+            self._raw.read(1)  # EOF: raises on a digest mismatch or overlong content
+        return n
+
+
+class TarSink:
+    """Write tar members; on success publish the file, on failure remove it."""
+
+    def __init__(self, target: Target, progress: ProgressSink | None = None) -> None:
+        self.progress = progress or NULL_PROGRESS
+        self._final: Path | None = None
+        self._tmp: Path | None = None
+        self._fh: BinaryIO
+        if isinstance(target, (str, os.PathLike)):
+            self._final = Path(target)
+            parent = self._final.parent
+            _fs.makedirs(parent)
+            self._fh, self._tmp = _fs.mkstemp(parent, prefix=f".{self._final.name}.")
+            self._owned = True
+        else:
+            self._fh = target
+            self._owned = False
+        self._tar = tarfile.open(  # noqa: SIM115
+            fileobj=cast(Any, self._fh), mode="w|", format=tarfile.PAX_FORMAT, bufsize=CHUNK
+        )
+        self._dirs: set[str] = set()
+
+    def _info(self, name: str, size: int = 0, *, directory: bool = False) -> tarfile.TarInfo:
+        info = tarfile.TarInfo(name)
+        info.size = size
+        info.mtime = 0
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        info.mode = 0o755 if directory else 0o644
+        if directory:
+            info.type = tarfile.DIRTYPE
+        return info
+
+    def ensure_dirs(self, name: str) -> None:
+        """Directory entries for a member's parents, once each (tidier extraction)."""
+        parts = name.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            d = "/".join(parts[:i])
+            if d not in self._dirs:
+                self._dirs.add(d)
+                self._tar.addfile(self._info(d + "/", directory=True))
+
+    def add_bytes(self, name: str, data: bytes) -> None:
+        self.ensure_dirs(name)
+        self._tar.addfile(self._info(name, len(data)), io.BytesIO(data))
+
+    def add_stream(self, name: str, stream: BinaryIO, digest: Digest, size: int, what: str) -> None:
+        """Stream a blob member, verifying it against ``digest`` and ``size``."""
+        self.ensure_dirs(name)
+        self.progress.start(digest, size, what)
+        verifying = VerifyingReader(stream, digest, size, what)
+        try:
+            reader = io.BufferedReader(_Exact(verifying, size, self.progress, digest), CHUNK)
+            try:
+                self._tar.addfile(self._info(name, size), reader)
+            except OSError as e:
+                if "unexpected end of data" in str(e):
+                    raise TarballError(
+                        f"{what}: source ended early: expected {size} bytes"
+                    ) from None
+                raise
+        finally:
+            verifying.close()
+        self.progress.finish(digest)
+
+    def add_symlink(self, name: str, target: str) -> None:
+        self.ensure_dirs(name)
+        info = self._info(name)
+        info.type = tarfile.SYMTYPE
+        info.linkname = target
+        info.mode = 0o777
+        self._tar.addfile(info)
+
+    def add_file_from(self, name: str, stream: BinaryIO, size: int) -> None:
+        """Stream unverified content of a known size (derived data, e.g. a legacy layer.tar)."""
+        self.ensure_dirs(name)
+        self._tar.addfile(self._info(name, size), stream)
+
+    def close(self) -> None:
+        self._tar.close()
+        if not self._owned:
+            self._fh.flush()
+            return
+        assert self._final is not None and self._tmp is not None
+        _fs.fsync_file(self._fh)
+        self._fh.close()
+        _fs.replace(self._tmp, self._final)
+        _fs.fsync_dir(self._final.parent)
+
+    def abort(self) -> None:
+        if not self._owned:
+            return
+        try:
+            self._fh.close()
+        finally:
+            if self._tmp is not None:
+                _fs.discard(self._tmp)
+
+    def __enter__(self) -> TarSink:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()

@@ -1,0 +1,122 @@
+"""Write the legacy (pre-OCI) ``docker save`` format, as ``crane pull --format legacy``.
+
+Each layer is a directory named by a v1 layer ID, holding ``VERSION``, ``json`` and
+an uncompressed ``layer.tar``; ``repositories`` maps tags to the top layer's ID.
+``manifest.json`` and ``<config hex>.json`` are written too, as docker 1.10+ did,
+so newer tools read the same archive. The v1 IDs chain like go-containerregistry's
+(sha256 of the layer digest, the parent ID and, for the top layer, the config), so
+both tools name the same image's layers alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from pycrane.compression import CHUNK
+from pycrane.errors import ManifestError
+from pycrane.name import familiar
+from pycrane.progress import ProgressSink
+from pycrane.tarball._sink import Target, TarSink
+from pycrane.tarball.write import ImagesArg, normalize_images
+from pycrane.v1.digest import Digest
+from pycrane.v1.image import Layer
+
+__all__ = ["v1_layer_id", "write_legacy"]
+
+_EPOCH = "1970-01-01T00:00:00Z"
+
+
+def v1_layer_id(digest: Digest, parent_id: str, raw_config: bytes = b"") -> str:
+    """The v1 ID of a layer: chained on its parent, and on the config for the top layer."""
+    s = f"{digest.hex} {parent_id}"
+    if raw_config:
+        s = f"{s} {raw_config.decode('utf-8', 'replace')}"
+    return hashlib.sha256(s.encode()).hexdigest()
+
+
+def _uncompressed_size(layer: Layer) -> int:
+    n = 0
+    with layer.uncompressed() as r:
+        while chunk := r.read(CHUNK):
+            n += len(chunk)
+    return n
+
+
+def write_legacy(
+    target: Target,
+    images: ImagesArg,
+    *,
+    progress: ProgressSink | None = None,
+) -> None:
+    """Write images in the legacy v1 layout to a path or a writable stream.
+
+    ``layer.tar`` holds the uncompressed layer (checked against the config's
+    diff_id); a layer repeated under another ID is a symlink to the first copy, as
+    ``docker save`` did. Memory stays bounded: each layer is read twice (once to
+    size the tar member, once to copy it) rather than held.
+    """
+    entries = normalize_images(images)
+    if not entries:
+        raise ManifestError("tarball: no images to write")
+    with TarSink(target, progress) as sink:
+        seen_ids: set[str] = set()
+        first_copy: dict[Digest, str] = {}
+        configs: set[Digest] = set()
+        manifest_json: list[dict[str, Any]] = []
+        repositories: dict[str, dict[str, str]] = {}
+        for tags, img in entries:
+            raw_config = img.raw_config()
+            cfg = img.config_file()
+            name = f"{img.config_name().hex}.json"
+            if img.config_name() not in configs:
+                sink.add_bytes(name, raw_config)
+                configs.add(img.config_name())
+            layers = img.layers()
+            parent = ""
+            layer_paths = []
+            for i, layer in enumerate(layers):
+                top = i == len(layers) - 1
+                lid = v1_layer_id(layer.digest(), parent, raw_config if top else b"")
+                layer_paths.append(f"{lid}/layer.tar")
+                if lid not in seen_ids:
+                    seen_ids.add(lid)
+                    sink.add_bytes(f"{lid}/VERSION", b"1.0")
+                    meta: dict[str, Any]
+                    if top:
+                        meta = cfg.to_dict()
+                        meta.pop("rootfs", None)
+                        meta.pop("history", None)
+                    else:
+                        meta = {"created": _EPOCH, "container_config": {"Cmd": None}}
+                    meta["id"] = lid
+                    if parent:
+                        meta["parent"] = parent
+                    sink.add_bytes(f"{lid}/json", json.dumps(meta, sort_keys=True).encode())
+                    diff_id = layer.diff_id()
+                    if diff_id in first_copy:
+                        sink.add_symlink(f"{lid}/layer.tar", f"../{first_copy[diff_id]}/layer.tar")
+                    else:
+                        size = _uncompressed_size(layer)
+                        sink.add_stream(
+                            f"{lid}/layer.tar",
+                            layer.uncompressed(),
+                            diff_id,
+                            size,
+                            f"layer {layer.digest()} (uncompressed)",
+                        )
+                        first_copy[diff_id] = lid
+                parent = lid
+            manifest_json.append(
+                {
+                    "Config": name,
+                    "RepoTags": [familiar(t) for t in tags] or None,
+                    "Layers": layer_paths,
+                }
+            )
+            for t in tags:
+                if parent:
+                    repositories.setdefault(familiar(t.repository), {})[t.tag] = parent
+        sink.add_bytes("manifest.json", json.dumps(manifest_json).encode())
+        sink.add_bytes("repositories", json.dumps(repositories).encode())

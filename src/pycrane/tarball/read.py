@@ -1,0 +1,538 @@
+"""Read ``docker save`` tarballs lazily.
+
+The archive's member headers are indexed once (names, offsets, sizes); layer
+bytes are read from their offsets on demand, so opening a 10 GiB tarball costs a
+header scan. Both flavours are understood: Docker 25+ archives (an OCI layout
+inside, whose ``index.json`` gives back the exact manifest bytes and digest) and
+classic ones (``manifest.json`` only, whose manifest is synthesised like
+go-containerregistry does). Layers may be stored gzip, zstd or uncompressed;
+uncompressed ones are gzip-compressed once on first use.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import posixpath
+import tarfile
+import tempfile
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, cast
+
+from pycrane import compression as comp
+from pycrane.compression import CHUNK
+from pycrane.errors import (
+    InvalidReference,
+    ManifestError,
+    NotFoundError,
+    TarballError,
+)
+from pycrane.name import Reference, Tag, parse_reference
+from pycrane.tarball._memo import KeyedMemo
+from pycrane.tarball.layer import SpooledLayer, media_type_for, slice_reader, spool_tar
+from pycrane.v1 import mediatypes as mt
+from pycrane.v1.config import ConfigFile
+from pycrane.v1.descriptor import Descriptor
+from pycrane.v1.digest import Digest, DigestHasher
+from pycrane.v1.image import ImageBase, Layer, LayerBase
+from pycrane.v1.manifest import Index, Manifest, parse_manifest
+
+__all__ = [
+    "Tarball",
+    "TarballEntry",
+    "TarballImage",
+    "image_from_fileobj",
+    "image_from_path",
+    "open_tarball",
+]
+
+_MAX_LINK_DEPTH = 16
+
+
+@dataclass(frozen=True)
+class _Member:
+    offset: int
+    size: int
+
+
+@dataclass(frozen=True)
+class TarballEntry:
+    """One ``manifest.json`` entry: a config, its tags and its layer member names."""
+
+    config: str
+    repo_tags: tuple[str, ...]
+    layers: tuple[str, ...]
+
+
+def _norm(name: str) -> str:
+    n = posixpath.normpath("/" + name.replace("\\", "/")).lstrip("/")
+    return "" if n == "." else n
+
+
+class Tarball:
+    """An indexed ``docker save`` archive; see :func:`open_tarball`."""
+
+    def __init__(self, path: Path, *, keep: BinaryIO | None = None) -> None:
+        self.path = path
+        self._spool = keep  # an anonymous decompressed copy, for compressed archives
+        self._lock = threading.Lock()
+        self._members: dict[str, _Member] = {}
+        self._links: dict[str, str] = {}
+        self._memo_lock = threading.Lock()
+        self._digests: dict[str, Descriptor] = {}
+        self._index()
+        self.entries = self._parse_manifest_json()
+
+    # -- indexing -----------------------------------------------------------------
+    def _index(self) -> None:
+        what = f"tarball {self.path}"
+        src: Any = self._spool if self._spool is not None else str(self.path)
+        try:
+            if self._spool is not None:
+                self._spool.seek(0)
+                tf = tarfile.open(fileobj=cast(Any, self._spool), mode="r:")  # noqa: SIM115
+            else:
+                tf = tarfile.open(src, mode="r:")  # noqa: SIM115
+            with tf:
+                for info in tf:
+                    name = _norm(info.name)
+                    if info.isreg():
+                        self._members[name] = _Member(info.offset_data, info.size)
+                        self._links.pop(name, None)
+                    elif info.issym():
+                        base = posixpath.dirname(name)
+                        self._links[name] = _norm(posixpath.join(base, info.linkname))
+                    elif info.islnk():
+                        self._links[name] = _norm(info.linkname)
+        except (tarfile.TarError, EOFError) as e:
+            raise TarballError(f"{what}: not a valid tar archive ({e})") from None
+        except OSError as e:
+            raise TarballError(f"{what}: cannot read it ({e.strerror or e})") from None
+
+    def _resolve(self, name: str) -> _Member:
+        n = _norm(name)
+        for _ in range(_MAX_LINK_DEPTH):
+            m = self._members.get(n)
+            if m is not None:
+                return m
+            target = self._links.get(n)
+            if target is None:
+                break
+            n = target
+        raise TarballError(f"tarball {self.path}: missing member {name!r}")
+
+    def has(self, name: str) -> bool:
+        try:
+            self._resolve(name)
+        except TarballError:
+            return False
+        return True
+
+    def open_member(self, name: str) -> BinaryIO:
+        """A fresh stream of one member's bytes."""
+        m = self._resolve(name)
+        if self._spool is not None:
+            return slice_reader(self._spool, self._lock, m.offset, m.size)
+        f = open(self.path, "rb")  # noqa: SIM115
+        f.seek(m.offset)
+        return cast(BinaryIO, _Limited(f, m.size))
+
+    def read_member(self, name: str, limit: int = 64 << 20) -> bytes:
+        m = self._resolve(name)
+        if m.size > limit:
+            raise TarballError(
+                f"tarball {self.path}: member {name!r} is {m.size} bytes, expected a small document"
+            )
+        with self.open_member(name) as f:
+            return f.read()
+
+    def member_size(self, name: str) -> int:
+        return self._resolve(name).size
+
+    def describe(self, name: str, media_type: str) -> Descriptor:
+        """Digest and size of a member, hashed once and memoised."""
+        n = _norm(name)
+        with self._memo_lock:
+            d = self._digests.get(n)
+        if d is None:
+            h = DigestHasher()
+            with self.open_member(n) as f:
+                while chunk := f.read(CHUNK):
+                    h.update(chunk)
+            d = Descriptor(media_type=media_type, digest=h.digest(), size=h.size)
+            with self._memo_lock:
+                self._digests[n] = d
+        return d if d.media_type == media_type else Descriptor(media_type, d.digest, d.size)
+
+    def sniff(self, name: str) -> comp.Compression:
+        with self.open_member(name) as f:
+            return comp.detect(f.read(4))
+
+    # -- manifest.json -------------------------------------------------------------
+    def _parse_manifest_json(self) -> list[TarballEntry]:
+        what = f"tarball {self.path}: manifest.json"
+        if not self.has("manifest.json"):
+            raise TarballError(f"tarball {self.path}: no manifest.json (not a docker save archive)")
+        try:
+            obj = json.loads(self.read_member("manifest.json"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise TarballError(f"{what}: not valid JSON ({e})") from None
+        if not isinstance(obj, list):
+            raise TarballError(f"{what}: expected a list of images")
+        out = []
+        for i, item in enumerate(obj):
+            if not isinstance(item, dict):
+                raise TarballError(f"{what}[{i}]: expected an object")
+            cfg = item.get("Config")
+            tags = item.get("RepoTags") or []
+            layers = item.get("Layers") or []
+            if not isinstance(cfg, str) or not cfg:
+                raise TarballError(f"{what}[{i}].Config: expected a member name")
+            if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+                raise TarballError(f"{what}[{i}].RepoTags: expected a list of strings")
+            if not isinstance(layers, list) or not all(isinstance(x, str) for x in layers):
+                raise TarballError(f"{what}[{i}].Layers: expected a list of member names")
+            out.append(TarballEntry(cfg, tuple(tags), tuple(layers)))
+        if not out:
+            raise TarballError(f"{what}: lists no image")
+        return out
+
+    def _oci_manifests(self) -> dict[Digest, Manifest]:
+        """Manifests of the embedded OCI layout (Docker 25+), keyed by config digest."""
+        if not self.has("index.json"):
+            return {}
+        found: dict[Digest, Manifest] = {}
+        try:
+            idx = parse_manifest(self.read_member("index.json"))
+        except ManifestError:
+            return {}
+        if not isinstance(idx, Index):
+            return {}
+        for d in idx.manifests:
+            if not mt.is_image(d.media_type):
+                continue
+            name = f"blobs/{d.digest.algorithm}/{d.digest.hex}"
+            if not self.has(name):
+                continue
+            raw = self.read_member(name)
+            if Digest.from_bytes(raw, d.digest.algorithm) != d.digest:
+                raise TarballError(f"tarball {self.path}: {name} does not match its digest")
+            try:
+                m = Manifest.parse(raw, d.media_type)
+            except ManifestError as e:
+                raise TarballError(f"tarball {self.path}: {name}: {e}") from None
+            found.setdefault(m.config.digest, m)
+        return found
+
+    # -- images ----------------------------------------------------------------------
+    def find(self, tag: str | Reference | None = None) -> TarballEntry:
+        """The entry for ``tag``; without a tag, the only entry."""
+        if tag is None:
+            if len(self.entries) == 1:
+                return self.entries[0]
+            names = ", ".join(t for e in self.entries for t in e.repo_tags) or "untagged"
+            raise TarballError(
+                f"tarball {self.path}: holds {len(self.entries)} images ({names}); pass a tag"
+            )
+        want = parse_reference(tag)
+        for e in self.entries:
+            for t in e.repo_tags:
+                try:
+                    if parse_reference(t) == want:
+                        return e
+                except InvalidReference:
+                    continue
+        have = ", ".join(t for e in self.entries for t in e.repo_tags) or "none"
+        raise NotFoundError(f"tarball {self.path}: no image tagged {tag} (tags: {have})")
+
+    def image(self, tag: str | Reference | None = None) -> TarballImage:
+        return TarballImage(self, self.find(tag))
+
+    def images(self) -> list[tuple[list[Tag], TarballImage]]:
+        """Every image with its tags, in archive order."""
+        out = []
+        for e in self.entries:
+            tags = []
+            for t in e.repo_tags:
+                try:
+                    ref = parse_reference(t)
+                except InvalidReference:
+                    continue
+                if isinstance(ref, Tag):
+                    tags.append(ref)
+            out.append((tags, TarballImage(self, e)))
+        return out
+
+
+class _Limited(io.RawIOBase):
+    def __init__(self, f: BinaryIO, size: int) -> None:
+        self._f = f
+        self._left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        view = memoryview(b).cast("B")
+        n = min(len(view), self._left)
+        if n <= 0:
+            return 0
+        got = self._f.readinto(view[:n])  # type: ignore[attr-defined]
+        if not got:
+            raise TarballError("tarball member is truncated")
+        self._left -= got
+        return int(got)
+
+    def close(self) -> None:
+        try:
+            self._f.close()
+        finally:
+            super().close()
+
+
+class _MemberLayer(LayerBase):
+    """A compressed layer stored as a tar member: its digest is the member's hash."""
+
+    def __init__(
+        self,
+        tb: Tarball,
+        name: str,
+        media_type: str,
+        diff_id: Digest | None,
+        desc: Descriptor | None,
+    ) -> None:
+        super().__init__(diff_id)
+        self._memo = KeyedMemo()  # type: ignore[assignment]  # nested lookups
+        self._tb = tb
+        self._name = name
+        self._mt = media_type
+        self._desc = desc
+
+    def descriptor(self) -> Descriptor:
+        if self._desc is not None:
+            return self._desc
+        return self._tb.describe(self._name, self._mt)
+
+    def compressed(self) -> BinaryIO:
+        return self._tb.open_member(self._name)
+
+
+class _PlainMemberLayer(LayerBase):
+    """An uncompressed layer member, gzip-compressed into a temp file on first use."""
+
+    def __init__(self, tb: Tarball, name: str, media_type: str, diff_id: Digest | None) -> None:
+        super().__init__(diff_id)
+        self._memo = KeyedMemo()  # type: ignore[assignment]  # nested lookups
+        self._tb = tb
+        self._name = name
+        self._mt = media_type
+
+    def _spooled(self) -> SpooledLayer:
+        def build() -> SpooledLayer:
+            with self._tb.open_member(self._name) as f:
+                return spool_tar(iter(lambda: f.read(CHUNK), b""), "gzip", media_type=self._mt)
+
+        return self._memo.get("spooled", build)
+
+    def descriptor(self) -> Descriptor:
+        return self._spooled().descriptor()
+
+    def compressed(self) -> BinaryIO:
+        return self._spooled().compressed()
+
+    def diff_id(self) -> Digest:
+        return self._spooled().diff_id()
+
+
+class TarballImage(ImageBase):
+    """An image of a ``docker save`` archive, read lazily from its members."""
+
+    def __init__(self, tb: Tarball, entry: TarballEntry) -> None:
+        super().__init__()
+        self._memo = KeyedMemo()  # type: ignore[assignment]  # nested lookups
+        self._tb = tb
+        self.entry = entry
+        self._layers_by_digest: dict[Digest, Layer] = {}
+
+    def raw_config(self) -> bytes:
+        return self._memo.get("raw_config", lambda: self._tb.read_member(self.entry.config))
+
+    def _oci(self) -> Manifest | None:
+        def find() -> Manifest | None:
+            cfg = Digest.from_bytes(self.raw_config())
+            m = self._tb._oci_manifests().get(cfg)
+            if m is not None and len(m.layers) == len(self.entry.layers):
+                return m
+            return None
+
+        return self._memo.get("oci", find)
+
+    def raw_manifest(self) -> bytes:
+        return self._memo.get("raw_manifest", self._build_manifest)
+
+    def _media_type_hint(self) -> str | None:
+        return None
+
+    def _layer_objects(self) -> list[Layer]:
+        def build() -> list[Layer]:
+            try:
+                diff_ids: Sequence[Digest | None] = ConfigFile.parse(self.raw_config()).diff_ids
+            except (ManifestError, ValueError) as e:
+                raise TarballError(f"tarball {self._tb.path}: {self.entry.config}: {e}") from None
+            if len(diff_ids) != len(self.entry.layers):
+                diff_ids = [None] * len(self.entry.layers)
+            oci = self._oci()
+            out: list[Layer] = []
+            for i, name in enumerate(self.entry.layers):
+                if oci is not None:
+                    d = oci.layers[i]
+                    out.append(_MemberLayer(self._tb, name, d.media_type, diff_ids[i], d))
+                    continue
+                kind = self._tb.sniff(name)
+                if kind == "none":
+                    out.append(_PlainMemberLayer(self._tb, name, mt.DOCKER_LAYER, diff_ids[i]))
+                else:
+                    out.append(
+                        _MemberLayer(
+                            self._tb, name, media_type_for(kind, docker=True), diff_ids[i], None
+                        )
+                    )
+            return out
+
+        return self._memo.get("layer_objects", build)
+
+    def _build_manifest(self) -> bytes:
+        oci = self._oci()
+        if oci is not None:
+            return oci.raw
+        layers = self._layer_objects()
+        # Hashing members is I/O bound and hashlib releases the GIL: describe in parallel.
+        with ThreadPoolExecutor(max_workers=min(4, max(1, len(layers)))) as pool:
+            descs = list(pool.map(lambda layer: layer.descriptor(), layers))
+        zstd = any(d.media_type == mt.OCI_LAYER_ZSTD for d in descs)
+        raw_cfg = self.raw_config()
+        if zstd:  # Docker schema 2 has no zstd type: describe the image as OCI
+            descs = [
+                Descriptor(
+                    mt.OCI_LAYER_GZIP if d.media_type == mt.DOCKER_LAYER else d.media_type,
+                    d.digest,
+                    d.size,
+                )
+                for d in descs
+            ]
+            cfg_desc = Descriptor(mt.OCI_CONFIG, Digest.from_bytes(raw_cfg), len(raw_cfg))
+            media = mt.OCI_MANIFEST
+        else:
+            cfg_desc = Descriptor(mt.DOCKER_CONFIG, Digest.from_bytes(raw_cfg), len(raw_cfg))
+            media = mt.DOCKER_MANIFEST
+        return Manifest.build(cfg_desc, descs, media_type=media).raw
+
+    def layer_for(self, descriptor: Descriptor, diff_id: Digest | None) -> Layer:
+        objs = self._layer_objects()
+        m = self.manifest()
+        for i, d in enumerate(m.layers):
+            if d.digest == descriptor.digest:
+                layer = objs[i]
+                if layer.media_type() != d.media_type:
+                    return _Retyped(layer, d)
+                return layer
+        raise NotFoundError(f"tarball image {self.digest()}: no layer {descriptor.digest}")
+
+
+class _Retyped(LayerBase):
+    """A layer served under another (equivalent) media type."""
+
+    def __init__(self, inner: Layer, desc: Descriptor) -> None:
+        super().__init__()
+        self._memo = KeyedMemo()  # type: ignore[assignment]  # nested lookups
+        self._inner = inner
+        self._desc = desc
+
+    def descriptor(self) -> Descriptor:
+        return self._desc
+
+    def compressed(self) -> BinaryIO:
+        return self._inner.compressed()
+
+    def diff_id(self) -> Digest:
+        return self._inner.diff_id()
+
+
+def open_tarball(path: str | os.PathLike[str]) -> Tarball:
+    """Index a ``docker save`` archive (plain, or gzip/zstd-compressed as a whole)."""
+    p = Path(path)
+    try:
+        with open(p, "rb") as f:
+            kind = comp.detect(f.read(4))
+    except OSError as e:
+        raise TarballError(f"tarball {p}: cannot read it ({e.strerror or e})") from None
+    if kind == "none":
+        return Tarball(p)
+    with open(p, "rb") as f:
+        return Tarball(p, keep=_spool(comp.decompressed_reader(f, kind), p))
+
+
+def _spool(reader: BinaryIO, p: Path) -> BinaryIO:
+    tmp = cast(BinaryIO, tempfile.TemporaryFile())  # noqa: SIM115
+    try:
+        while chunk := reader.read(CHUNK):
+            tmp.write(chunk)
+    except (OSError, EOFError, ValueError) as e:
+        tmp.close()
+        raise TarballError(f"tarball {p}: cannot decompress it ({e})") from None
+    except Exception:
+        tmp.close()
+        raise
+    tmp.flush()
+    return tmp
+
+
+def image_from_path(
+    path: str | os.PathLike[str], tag: str | Reference | None = None
+) -> TarballImage:
+    """The image tagged ``tag`` in a ``docker save`` archive (the only one when None)."""
+    return open_tarball(path).image(tag)
+
+
+def image_from_fileobj(
+    fileobj: BinaryIO, tag: str | Reference | None = None, *, name: str = "<stream>"
+) -> TarballImage:
+    """Like :func:`image_from_path` for a one-pass stream (stdin): spooled to a temp file."""
+    head = fileobj.read(4)
+    kind = comp.detect(head)
+    reader: BinaryIO = cast(BinaryIO, _Prefixed(head, fileobj))
+    if kind != "none":
+        reader = comp.decompressed_reader(reader, kind)
+    return Tarball(Path(name), keep=_spool(reader, Path(name))).image(tag)
+
+
+class _Prefixed(io.RawIOBase):
+    def __init__(self, head: bytes, raw: BinaryIO) -> None:
+        self._head = head
+        self._raw = raw
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        view = memoryview(b).cast("B")
+        if self._head:
+            n = min(len(view), len(self._head))
+            view[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._raw.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            return self._head + self._raw.read()  # pragma: no cover
+        buf = bytearray(n)
+        got = self.readinto(buf)
+        return bytes(buf[:got])
