@@ -110,6 +110,11 @@ def test_interoperates_with_reference_implementations() -> None:
     dctx = zstandard.ZstdDecompressor()
     assert dctx.stream_reader(io.BytesIO(_compress(data, "zstd"))).read() == data
     assert _read_all(decompressed_reader(_src(gzip.compress(data)), None)) == data
+    named = io.BytesIO()  # the gzip CLI's header: a file name, an mtime
+    with gzip.GzipFile("layer.tar", "wb", 6, named, mtime=1700000000) as g:
+        g.write(data)
+    assert named.getvalue()[3] & 0x08, "FNAME is set"
+    assert _read_all(decompressed_reader(_src(named.getvalue()), None)) == data
     for cctx in (
         zstandard.ZstdCompressor(),
         zstandard.ZstdCompressor(level=19, write_checksum=True),

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from pycrane.errors import InvalidReference
 from pycrane.name import (
     DigestRef,
+    Reference,
     Registry,
     Repository,
     Tag,
@@ -385,6 +386,7 @@ def test_non_strings(bad: object) -> None:
 
 def test_immutable_and_hashable() -> None:
     ref = parse_reference("ghcr.io/org/app:v1")
+    assert isinstance(ref, Reference) and isinstance(parse_reference("a@" + SHA), Reference)
     with pytest.raises(dataclasses.FrozenInstanceError):
         ref.tag = "v2"  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
