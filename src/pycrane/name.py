@@ -67,8 +67,12 @@ _IDENTIFIER_RE = re.compile(r"[a-f0-9]{64}")
 
 
 def _q(value: str) -> str:
-    """Quote user input Go-style (``"..."``) and keep the message on one line."""
-    return json.dumps(value, ensure_ascii=False)
+    """Quote user input Go-style (``"..."``): printable text as is, everything else
+    escaped, so the message stays one readable line."""
+    quoted = json.dumps(value, ensure_ascii=False)
+    if quoted.isprintable():
+        return quoted
+    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in quoted)
 
 
 def _bad(value: str, why: str) -> InvalidReference:
@@ -102,12 +106,12 @@ def _check_path(path: str, original: str) -> None:
             raise _bad(original, f"repository {_q(path)} has an empty path component")
         if _PATH_COMPONENT_RE.fullmatch(component):
             continue
-        if _PATH_COMPONENT_RE.fullmatch(component.lower()):
+        if component.isascii() and _PATH_COMPONENT_RE.fullmatch(component.lower()):
             raise _bad(original, "repository must be lowercase")
         raise _bad(
             original,
             f"repository component {_q(component)} must match {_PATH_COMPONENT_PAT} "
-            "(lowercase letters, digits and single . _ __ or - runs between them)",
+            "(lowercase letters and digits, joined by '.', '_', '__' or dashes)",
         )
 
 
