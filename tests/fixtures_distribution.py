@@ -117,6 +117,11 @@ http:
   addr: 127.0.0.1:{port}
   secret: {secrets.token_hex(16)}
   draintimeout: 1s
+validation:
+  manifests:
+    urls:
+      allow:
+        - ^https://
 {auth}"""
 
 

@@ -31,7 +31,14 @@ from pycrane.errors import (
 from pycrane.name import DigestRef, Reference, Registry, Repository, Tag, parse_reference
 from pycrane.progress import NULL_PROGRESS, ProgressSink
 from pycrane.remote._auth import RegistrySession
-from pycrane.remote._image import BlobStream, RemoteImage, RemoteIndex, RemoteLayer, inline_data
+from pycrane.remote._image import (
+    BlobStream,
+    RemoteImage,
+    RemoteIndex,
+    RemoteLayer,
+    inline_data,
+    read_all,
+)
 from pycrane.remote._transport import CHUNK, Body, Response, RetryPolicy, Transport, redact_url
 from pycrane.remote.keychain import Credential, Keychain
 from pycrane.v1 import mediatypes as mt
@@ -489,7 +496,7 @@ class Client:
         if desc.size > limit:
             raise ManifestError(f"{what}: {desc.size} bytes is larger than {limit}")
         with RemoteLayer(self, repo, desc).compressed() as r:
-            return r.read()
+            return read_all(r)
 
     def blob_exists(self, repo: str | Repository | Reference, digest: Digest | str) -> bool:
         rp = _repo(repo)

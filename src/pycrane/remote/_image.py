@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from pycrane.remote._client import Client
     from pycrane.remote._transport import Response
 
-__all__ = ["BlobStream", "RemoteImage", "RemoteIndex", "RemoteLayer"]
+__all__ = ["BlobStream", "RemoteImage", "RemoteIndex", "RemoteLayer", "read_all"]
 
 log = logging.getLogger("pycrane.remote")
 
@@ -132,7 +132,7 @@ class BlobStream:
                 raise TransportError(
                     f"{self.what}: connection failed after {self._offset} bytes ({e})"
                 ) from None
-            short = not data and 0 <= self._desc.size and self._offset < self._desc.size
+            short = not data and self._desc.size >= 0 and self._offset < self._desc.size
             if short and self._resume("body ended early"):
                 continue
             self._offset += len(data)
@@ -173,8 +173,15 @@ def inline_data(desc: Descriptor, what: str) -> bytes | None:
     """A descriptor's embedded ``data``, verified; None when it has none."""
     if desc.data is None:
         return None
-    r = VerifyingReader(io.BytesIO(desc.data), desc.digest, desc.size, what)
-    return r.read()
+    return read_all(VerifyingReader(io.BytesIO(desc.data), desc.digest, desc.size, what))
+
+
+def read_all(stream: BinaryIO | VerifyingReader) -> bytes:
+    """Read to EOF (a verifying stream checks its digest only when it sees EOF)."""
+    parts = []
+    while chunk := stream.read(1 << 20):
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 class RemoteLayer(LayerBase):
