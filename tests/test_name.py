@@ -4,7 +4,11 @@ InvalidReference)."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import random
+import shutil
+import subprocess
 
 import pytest
 from hypothesis import assume, example, given, settings
@@ -527,3 +531,112 @@ def test_arbitrary_text_parses_or_raises_invalid_reference(text: str) -> None:
         assert str(e).isprintable()
         return
     assert parse_reference(str(ref)) == ref
+
+
+# --- differential test against a real Go implementation -----------------------------------------
+
+_SKOPEO = shutil.which("skopeo")
+_LOOPBACK = "127.0.0.1:1"  # nothing listens there: a name that parses fails to connect, locally
+
+
+def _interop_cases() -> list[str]:
+    """Paths, tags and digests after a fixed loopback registry, so a valid name can only
+    ever reach 127.0.0.1 (the registry part is never fuzzed)."""
+    rnd = random.Random(20261127)
+    alphabet = "ab0_.-:/@A"
+    cases = [
+        "foo",
+        "foo:bar",
+        "Foo:bar",
+        "foo:-bar",
+        "foo:.bar",
+        "foo:_bar",
+        "foo:" + "t" * 128,
+        "foo:" + "t" * 129,
+        "a__b/c---d:x",
+        "a___b",
+        "a..b",
+        "a-",
+        "-a",
+        "a//b",
+        "a/",
+        "a:b:c",
+        "a@sha256:" + "a" * 64,
+        "a@sha256:" + "A" * 64,
+        "a@sha256:" + "a" * 63,
+        "a@sha512:" + "f" * 128,
+        "a@md5:" + "a" * 32,
+        "a@:" + "a" * 64,
+        "a" * 243,  # 255 with the registry
+        "a" * 244,
+        "é",
+        "a:é",
+        "a b",
+        "x/" * 50 + "y",
+    ]
+    for _ in range(100):
+        cases.append("".join(rnd.choice(alphabet) for _ in range(rnd.randint(1, 12))))
+    seps = [".", "_", "__", "-", "---"]
+    for _ in range(200):  # near-valid names, half of them with one stray character
+        comps = []
+        for _ in range(rnd.randint(1, 3)):
+            words = ["".join(rnd.choices("abz09", k=rnd.randint(1, 3))) for _ in range(3)]
+            comps.append(
+                words[0] + "".join(rnd.choice(seps) + w for w in words[1 : rnd.randint(1, 3)])
+            )
+        text = "/".join(comps)
+        if rnd.random() < 0.5:
+            text += ":" + "".join(rnd.choices("aZ09_.-", k=rnd.randint(1, 5)))
+        if rnd.random() < 0.3:
+            text += "@sha256:" + "".join(rnd.choices("0123456789abcdef", k=64))
+        if rnd.random() < 0.5:
+            i = rnd.randrange(len(text) + 1)
+            text = text[:i] + rnd.choice(alphabet + "é !") + text[i:]
+        cases.append(text)
+    return cases
+
+
+def _skopeo_accepts(rest: str) -> bool | None:
+    """True/False for Go's verdict on ``127.0.0.1:1/<rest>``; None for no verdict."""
+    assert _SKOPEO is not None
+    proc = subprocess.run(
+        [_SKOPEO, "inspect", "--raw", "--tls-verify=false", f"docker://{_LOOPBACK}/{rest}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    out = proc.stderr
+    if "pinging container registry" in out or "connection refused" in out:
+        return True
+    refusals = (
+        "invalid reference format",
+        "must be lowercase",
+        "invalid checksum digest",
+        "must not be more than 255",
+    )
+    if any(r in out for r in refusals) or "unsupported digest algorithm" in out:
+        return False
+    if "both a tag and digest" in out:
+        return None  # containers/image refuses the combination; the grammar allows it
+    raise AssertionError(f"unexpected skopeo output for {rest!r}: {out.strip()[-300:]}")
+
+
+@pytest.mark.interop
+@pytest.mark.skipif(_SKOPEO is None, reason="skopeo is not installed")
+def test_validity_agrees_with_skopeo() -> None:
+    cases = [c for c in _interop_cases() if "sha384" not in c and "\n" not in c]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        verdicts = list(pool.map(_skopeo_accepts, cases))
+    disagreements = []
+    for rest, go in zip(cases, verdicts, strict=True):
+        if go is None:
+            continue
+        try:
+            parse_reference(f"{_LOOPBACK}/{rest}")
+            ours = True
+        except InvalidReference:
+            ours = False
+        if ours != go:
+            disagreements.append((rest, go, ours))
+    assert not disagreements, disagreements
+    assert sum(v is True for v in verdicts) >= 10 and sum(v is False for v in verdicts) >= 10
