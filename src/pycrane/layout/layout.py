@@ -227,17 +227,25 @@ class Layout:
         change: Callable[[list[dict[str, Any]]], list[dict[str, Any]]],
         *,
         required: Sequence[tuple[Digest, int]] = (),
-    ) -> bool:
+        rewrite: Callable[[], Blobs] | None = None,
+        what: str = "entry",
+    ) -> None:
         """Read-modify-write ``index.json`` under the lock.
 
-        Returns False, writing nothing, when a ``required`` blob is missing (gc
-        removed it): the caller writes it again and retries.
+        Every ``required`` blob must be present when the new index is written. If gc
+        removed one after the caller wrote it, ``rewrite`` writes the blobs again,
+        still under the lock, so gc cannot take them a second time.
         """
         self._sweep_once()
         with self.lock():
-            for digest, size in required:
-                if not self.store.exists(digest, size):
-                    return False
+            missing = [d for d, size in required if not self.store.exists(d, size)]
+            if missing and rewrite is not None:
+                required = rewrite()
+                missing = [d for d, size in required if not self.store.exists(d, size)]
+            if missing:
+                raise NotFoundError(
+                    f"layout {self.path}: {what} needs blob {missing[0]}, which is missing"
+                )
             raw = self.raw_index()
             try:
                 obj = json.loads(raw)
@@ -248,13 +256,11 @@ class Layout:
                 raise ManifestError(
                     f"{self.path / _INDEX_JSON}: expected a JSON object with a manifests list"
                 ) from None
-            new = change(entries)
-            obj["manifests"] = new
+            obj["manifests"] = change(entries)
             obj.setdefault("schemaVersion", 2)
             data = canonical_json(obj)
             if data != raw:
                 _fs.atomic_write_bytes(self.path / _INDEX_JSON, data, durable=self.fsync)
-        return True
 
     def append_descriptor(self, desc: Descriptor) -> None:
         """Add an entry to ``index.json``; one entry per (digest, ref name), a ref name moves."""
@@ -279,15 +285,7 @@ class Layout:
             kept.append(desc.to_dict())
             return kept
 
-        for _ in range(5):
-            if self._update_index(change, required=required):
-                return
-            if rewrite is None:
-                raise NotFoundError(
-                    f"layout {self.path}: blob of {desc.digest} is missing; write it first"
-                )
-            required = rewrite()
-        raise StoreError(f"layout {self.path}: blobs of {desc.digest} keep disappearing (gc?)")
+        self._update_index(change, required=required, rewrite=rewrite, what=str(desc.digest))
 
     def remove_descriptors(self, match: Callable[[Descriptor], bool]) -> int:
         """Drop every ``index.json`` entry for which ``match`` is true; returns how many."""
