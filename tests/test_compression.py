@@ -7,6 +7,8 @@ from __future__ import annotations
 import gzip
 import io
 import random
+import shutil
+import subprocess
 import tracemalloc
 import zlib
 from collections.abc import Iterator
@@ -359,3 +361,39 @@ def test_compressing_streams_in_bounded_memory() -> None:
         tracemalloc.stop()
     assert out > 0
     assert peak < 16 * CHUNK, f"peak {peak / CHUNK:.1f} MiB"
+
+
+# --- the gzip and zstd command-line tools as reference implementations ---------------------------
+
+
+def _tool(*argv: str, data: bytes) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(list(argv), input=data, capture_output=True, timeout=120, check=False)
+
+
+@pytest.mark.skipif(not (shutil.which("gzip") and shutil.which("zstd")), reason="needs gzip, zstd")
+def test_agrees_with_the_gzip_and_zstd_tools() -> None:
+    data = _payload(2 * CHUNK + 999, 21)
+    # Ours -> theirs.
+    assert _tool("gzip", "-dc", data=_compress(data, "gzip")).stdout == data
+    assert _tool("zstd", "-dc", data=_compress(data, "zstd")).stdout == data
+    # Theirs -> ours, with the options that change the framing.
+    for argv in (
+        ["gzip", "-c", "-9"],
+        ["gzip", "-c", "-1", "--rsyncable"],
+        ["zstd", "-c", "--check"],
+        ["zstd", "-c", "--no-check", "-19"],
+        ["zstd", "-c", "-T2", "--long"],
+    ):
+        blob = _tool(*argv, data=data).stdout
+        assert _read_all(decompressed_reader(_src(blob, [4096, 1]), None)) == data, argv
+    # Both reject the same truncations.
+    checks: list[tuple[compression.Compression, list[str]]] = [
+        ("gzip", ["gzip", "-t"]),
+        ("zstd", ["zstd", "-t"]),
+    ]
+    for kind, argv in checks:
+        blob = _compress(data[:5000], kind)
+        for cut in (1, 4, len(blob) // 2, len(blob) - 1):
+            assert _tool(*argv, data=blob[:cut]).returncode != 0
+            _expect_error(blob[:cut], kind)
+        assert _tool(*argv, data=blob).returncode == 0
