@@ -91,7 +91,7 @@ def test_push_index_and_select_platform(registry_server: Any, client: Client) ->
     assert arm.digest() == want.digest
     assert arm.descriptor().platform == want.platform
     assert client.image(ref).config_file().architecture == "amd64"
-    with pytest.raises(NoMatchingPlatform, match="linux/s390x.*offers linux/amd64"):
+    with pytest.raises(NoMatchingPlatform, match=r"linux/s390x.*offers linux/amd64"):
         client.image(ref, "linux/s390x")
     ridx = client.index(ref)
     assert [d.digest for d in ridx.index_manifest().manifests] == [

@@ -216,12 +216,23 @@ class Keychain:
 
     @staticmethod
     def _write(path: Path, cfg: dict[str, Any]) -> None:
+        """Replace the file atomically; it holds secrets, so only its owner may read it."""
         from pycrane import _fs
 
         data = (json.dumps(cfg, indent="\t") + "\n").encode()
         try:
             _fs.makedirs(path.parent)
-            _fs.atomic_write_bytes(path, data)
+            f, tmp = _fs.mkstemp(path.parent, prefix="." + path.name + ".")
+            try:
+                with f:
+                    if hasattr(os, "fchmod"):
+                        os.fchmod(f.fileno(), 0o600)
+                    f.write(data)
+                    _fs.fsync_file(f)
+                _fs.replace_atomic(tmp, path)
+            finally:
+                if os.path.lexists(tmp):
+                    _fs.discard(tmp)
         except OSError as e:
             raise StoreError(f"credentials file {path}: cannot write ({e.strerror or e})") from None
 
