@@ -6,22 +6,31 @@ from __future__ import annotations
 
 import base64
 import copy
+import gzip
 import hashlib
 import io
 import json
-from typing import Any
+from typing import Any, BinaryIO
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pycrane.errors import DigestMismatch, ManifestError, SizeMismatch, VerificationError
+from pycrane.errors import (
+    DigestMismatch,
+    ManifestError,
+    NotFoundError,
+    SizeMismatch,
+    VerificationError,
+)
+from pycrane.random import random_image, random_index, random_layer
 from pycrane.v1 import mediatypes as mt
 from pycrane.v1.config import ConfigFile
 from pycrane.v1.descriptor import Descriptor
 from pycrane.v1.digest import Digest, VerifyingReader
+from pycrane.v1.image import BytesLayer, ImageBase, Layer, LayerBase, SimpleIndex, is_index
 from pycrane.v1.manifest import Index, Manifest, canonical_json, detect_media_type, parse_manifest
-from pycrane.v1.platform import Platform
+from pycrane.v1.platform import Platform, select
 
 
 def _sha(data: bytes) -> str:
@@ -561,3 +570,106 @@ def test_verifying_reader_bad_content_never_ends_cleanly(
     else:
         with pytest.raises(VerificationError):
             _drain(r, sizes)
+
+
+# --- the lazy Image / Layer / ImageIndex abstractions ------------------------------------------
+
+
+class _TamperedLayer(LayerBase):
+    """A layer whose source serves other bytes than its descriptor promises."""
+
+    def __init__(self, honest: BytesLayer, served: bytes) -> None:
+        super().__init__()
+        self._desc = honest.descriptor()
+        self._served = served
+
+    def descriptor(self) -> Descriptor:
+        return self._desc
+
+    def compressed(self) -> BinaryIO:
+        return io.BytesIO(self._served)
+
+
+def test_image_layers_diff_ids_and_lookup() -> None:
+    img = random_image(3, 2000, duplicate_empty_layers=2, seed=1)
+    assert random_image(3, 2000, duplicate_empty_layers=2, seed=1).digest() == img.digest()
+    assert random_image(3, 2000, duplicate_empty_layers=2, seed=2).digest() != img.digest()
+    m = img.manifest()
+    assert m.raw == img.raw_manifest() and img.digest() == Digest.from_bytes(m.raw)
+    layers = img.layers()
+    assert len(layers) == 5 and layers[3].digest() == layers[4].digest()
+    cfg = img.config_file()
+    assert img.config_name() == cfg.digest == Digest.from_bytes(img.raw_config())
+    for layer, diff_id in zip(layers, cfg.diff_ids, strict=True):
+        with layer.compressed() as f:
+            raw_tar = gzip.decompress(f.read())
+        assert layer.diff_id() == diff_id == Digest.from_bytes(raw_tar)
+        with layer.uncompressed() as u:
+            assert u.read() == raw_tar
+        # A layer that does not know its diff_id computes the same one.
+        assert BytesLayer(layer.compressed().read(), layer.media_type()).diff_id() == diff_id
+    assert img.layer_by_digest(layers[1].digest()) is layers[1]
+    assert img.layer_by_digest(img.config_name()).compressed().read() == img.raw_config()
+    assert img.layer_by_diff_id(cfg.diff_ids[2]).digest() == layers[2].digest()
+    with pytest.raises(NotFoundError):
+        img.layer_by_digest(Digest.from_bytes(b"nope"))
+    desc = img.descriptor()
+    assert (desc.digest, desc.size, desc.media_type) == (m.digest, m.size, m.media_type)
+
+
+def test_a_tampered_layer_fails_verification() -> None:
+    honest = random_layer(5000, seed=3)
+    good = honest.data
+    corrupt = good[:100] + bytes([good[100] ^ 1]) + good[101:]
+    for served, error in (
+        (corrupt, DigestMismatch),
+        (good[:-1], SizeMismatch),
+        (good + b"x", SizeMismatch),
+    ):
+        layer = _TamperedLayer(honest, served)
+        with pytest.raises(error), layer.verified() as r:
+            while r.read(1000):
+                pass
+    with _TamperedLayer(honest, good).verified() as r:
+        assert r.read() == good
+
+
+def test_index_children_and_platforms() -> None:
+    idx = random_index(("linux/amd64", "linux/arm64/v8", "linux/arm/v7"), seed=4)
+    assert is_index(idx) and not is_index(random_image(1, 10, seed=1))
+    im = idx.index_manifest()
+    assert idx.digest() == Digest.from_bytes(idx.raw_manifest()) == im.digest
+    plats = [str(d.platform) for d in im.manifests]
+    assert plats == ["linux/amd64", "linux/arm64/v8", "linux/arm/v7"]
+    arm64 = select(im.manifests, "linux/arm64")
+    assert arm64 is im.manifests[1]
+    child = idx.image(arm64.digest)
+    assert child.config_file().platform == Platform("linux", "arm64", "v8")
+    assert child.digest() == arm64.digest and child.size() == arm64.size
+    with pytest.raises(ManifestError, match="is an image, not an index"):
+        idx.image_index(arm64.digest)
+    with pytest.raises(NotFoundError):
+        idx.image(Digest.from_bytes(b"nope"))
+    nested = SimpleIndex.build([(None, idx)])
+    assert nested.image_index(idx.digest()) is idx
+    with pytest.raises(ManifestError, match="is an index, not an image"):
+        nested.image(idx.digest())
+    assert [d.digest for d, _ in nested.children()] == [idx.digest()]
+    assert nested.index_manifest().manifests[0].platform is None
+
+
+def test_an_image_whose_manifest_is_an_index_says_so() -> None:
+    idx = random_index(("linux/amd64",), seed=5)
+
+    class Confused(ImageBase):
+        def raw_manifest(self) -> bytes:
+            return idx.raw_manifest()
+
+        def raw_config(self) -> bytes:
+            return b"{}"
+
+        def layer_for(self, descriptor: Descriptor, diff_id: Digest | None) -> Layer:
+            raise AssertionError("not reached")
+
+    with pytest.raises(ManifestError, match="expected an image, got an index"):
+        Confused().manifest()
