@@ -72,6 +72,8 @@ class _Plan:
     # link name -> new target, for further links to a materialised target
     relink: dict[str, str] = field(default_factory=dict)
     materialized_links: set[str] = field(default_factory=set)
+    # paths hard links point at: their metadata is copied onto the links
+    link_targets: set[str] = field(default_factory=set)
 
 
 def _members(layer: Layer) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]:
@@ -105,6 +107,7 @@ def _plan(layers: Sequence[Layer]) -> _Plan:
         what = f"layer {i} ({layers[i].digest()})"
         layer_gone: set[str] = set()
         layer_opaque: set[str] = set()
+        layer_files: set[str] = set()  # regular files met so far in this layer
         for _, m in _members(layers[i]):
             name = safe_name(m.name, f"{what} entry {m.name!r}")
             if not name:
@@ -120,8 +123,10 @@ def _plan(layers: Sequence[Layer]) -> _Plan:
             is_hidden = hidden(name)
             w = plan.winner.get(name)
             survivor = not is_hidden and (w is None or w == i)
-            if m.isreg() and name in wanted:
-                _resolve_links(plan, wanted, name, i, survivor)
+            if m.isreg():
+                layer_files.add(name)
+                if name in wanted:
+                    _resolve_links(plan, wanted, name, i, survivor)
             if not m.isdir():
                 layer_gone.add(name)  # a non-directory replaces whatever was below
             if not survivor:
@@ -133,7 +138,12 @@ def _plan(layers: Sequence[Layer]) -> _Plan:
                 plan.symlinks.discard(name)
             if m.islnk():
                 target = safe_name(m.linkname, f"{what} hard link {m.name!r}")
-                wanted.setdefault(target, []).append((i, name))
+                plan.link_targets.add(target)
+                if target in layer_files:  # earlier in this very layer: settled now
+                    if plan.winner.get(target) != i:
+                        _materialize(plan, i, target, [(i, name)])
+                else:
+                    wanted.setdefault(target, []).append((i, name))
         gone |= layer_gone
         opaque |= layer_opaque
     return plan
@@ -155,13 +165,23 @@ def _resolve_links(
         del wanted[target]
     if target_survives or not pending:
         return
-    # The target was replaced or deleted above the links: keep its old content under
-    # the first link's name, and point the other links at that.
-    pending.sort(key=lambda x: (x[0], x[1]))
-    first = pending[0][1]
+    _materialize(plan, layer, target, pending)
+
+
+def _materialize(plan: _Plan, layer: int, target: str, links: list[tuple[int, str]]) -> None:
+    """The target was replaced or deleted above the links: keep its old content under
+    the first link's name, and point the other links at that."""
+    links.sort(key=lambda x: (x[0], x[1]))
+    first = links[0][1]
+    existing = plan.materialize.get((layer, target))
+    if existing is not None:
+        for _, ln in links:
+            plan.relink[ln] = existing
+        return
     plan.materialize[(layer, target)] = first
     plan.materialized_links.add(first)
-    for _, ln in pending[1:]:
+    plan.link_targets.add(first)
+    for _, ln in links[1:]:
         plan.relink[ln] = first
 
 
@@ -192,6 +212,9 @@ def iter_extract(img: Image) -> Iterator[bytes]:
     """The flattened filesystem of ``img`` as tar chunks (bounded memory)."""
     layers = img.layers()
     plan = _plan(layers)
+    # A hard link shares its target's inode: give its header the target's metadata,
+    # so extractors that chmod links (Python's tarfile) agree with those that do not.
+    meta: dict[str, tarfile.TarInfo] = {}
     for i, layer in enumerate(layers):
         what = f"layer {i} ({layer.digest()})"
         for tf, m in _members(layer):
@@ -204,6 +227,7 @@ def iter_extract(img: Image) -> Iterator[bytes]:
             alias = plan.materialize.get((i, name)) if m.isreg() else None
             if alias is not None:
                 info = copy.copy(m)
+                meta[alias] = info
                 yield _header(info, alias)
                 yield from _data(tf, m)
             if plan.winner.get(name) != i or name in plan.materialized_links:
@@ -223,8 +247,14 @@ def iter_extract(img: Image) -> Iterator[bytes]:
                             f"symlink {a!r}"
                         )
                 info.linkname = target
+                src = meta.get(target)
+                if src is not None:
+                    for attr in ("mode", "uid", "gid", "uname", "gname", "mtime"):
+                        setattr(info, attr, getattr(src, attr))
                 yield _header(info, name)
                 continue
+            if m.isreg() and name in plan.link_targets:
+                meta[name] = m
             yield _header(info, name)
             if m.isreg():
                 yield from _data(tf, m)
