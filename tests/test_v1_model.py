@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from pycrane.errors import (
     DigestMismatch,
+    InvalidDigest,
     ManifestError,
     NotFoundError,
     SizeMismatch,
@@ -673,3 +674,41 @@ def test_an_image_whose_manifest_is_an_index_says_so() -> None:
 
     with pytest.raises(ManifestError, match="expected an image, got an index"):
         Confused().manifest()
+
+
+# --- digests -----------------------------------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.text(max_size=140),
+        st.tuples(
+            st.sampled_from(["sha256", "sha512", "SHA256", "md5", ""]),
+            st.text("0123456789abcdefABCDEF:g", max_size=130),
+        ).map(":".join),
+    )
+)
+def test_digest_parse_raises_invalid_digest_or_round_trips(text: str) -> None:
+    try:
+        d = Digest.parse(text)
+    except InvalidDigest as e:
+        assert isinstance(e, ValueError) and "\n" not in str(e)
+        return
+    assert str(d) == text and Digest.parse(str(d)) == d
+    assert len(d.hex) == {"sha256": 64, "sha512": 128}[d.algorithm]
+
+
+@pytest.mark.parametrize(
+    "bad", [("sha256", 5), (None, "a" * 64), ("sha256", "A" * 64), ("sha1", "a" * 40)]
+)
+def test_digest_constructor_validates(bad: tuple[Any, Any]) -> None:
+    with pytest.raises(InvalidDigest):
+        Digest(*bad)
+
+
+def test_digest_of_known_content() -> None:
+    assert str(Digest.from_bytes(b"")) == (
+        "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    )
+    assert Digest.from_bytes(b"abc", "sha512").hex == hashlib.sha512(b"abc").hexdigest()

@@ -41,6 +41,8 @@ class Digest:
     hex: str
 
     def __post_init__(self) -> None:
+        if not isinstance(self.algorithm, str) or not isinstance(self.hex, str):
+            raise InvalidDigest(f"digest {self.algorithm!r}:{self.hex!r}: expected strings")
         want = ALGORITHMS.get(self.algorithm)
         if want is None:
             raise InvalidDigest(
