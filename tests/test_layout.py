@@ -259,3 +259,24 @@ def test_layout_write_under_windows_emulator_with_antivirus(tmp_path: Path, wind
     fs.wait_idle()
     assert lay.validate() == []
     assert Descriptor.from_dict(json.loads(lay.raw_index())["manifests"][0]).ref_name == "t"
+
+
+def test_layout_on_the_ci_volume(tmp_path: Path) -> None:
+    """On Windows CI, RUNNER_TEMP (D:) is not on %TEMP%'s volume (C:): a temp file made
+    in %TEMP% and renamed into the layout would fail there with WinError 17."""
+    import tempfile
+
+    base = os.environ.get("OCI_LAYOUT_TEST_ROOT")
+    root = Path(tempfile.mkdtemp(dir=base)) if base else tmp_path
+    try:
+        lay = Layout.create(root / "l")
+        lay.append_image(random_image(2, 100, duplicate_empty_layers=2, seed=1), ref_name="t")
+        w = lay.store.ingest("chunked")
+        w.write(b"abc")
+        w.commit(Digest.from_bytes(b"abc"))
+        assert lay.validate() == []
+    finally:
+        if base:
+            import shutil
+
+            shutil.rmtree(root, ignore_errors=True)
