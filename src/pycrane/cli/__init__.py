@@ -131,6 +131,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.uninstall()
 
 
+def _quiet_unraisable(unraisable: sys.UnraisableHookArgs) -> None:
+    """Finalizer noise (``Exception ignored in ...``) after an error was already reported.
+
+    A writer aborted half-way may leave objects whose ``__del__`` fails at exit; the
+    user was told what went wrong in one line, so these go to the debug log only.
+    """
+    import logging
+
+    logging.getLogger("pycrane.cli").debug(
+        "ignored in finalizer %r: %s: %s",
+        unraisable.object,
+        unraisable.exc_type.__name__,
+        unraisable.exc_value,
+    )
+
+
 def _sigterm(signum: int, frame: FrameType | None) -> None:
     # Unwind like Ctrl-C, so writers abort their temp files and nothing half-written stays.
     raise KeyboardInterrupt
@@ -140,6 +156,8 @@ def run() -> None:
     """Console-script entry point: ``main`` plus process-level signal and exit handling."""
     with contextlib.suppress(ValueError, OSError):
         signal.signal(signal.SIGTERM, _sigterm)
+    if not _wants_debug(sys.argv[1:]):
+        sys.unraisablehook = _quiet_unraisable
     code = main()
     if code == status.INTERRUPTED:
         # Do not wait for worker threads still busy with transfers: the main thread has

@@ -6,7 +6,7 @@ import click
 
 from pycrane.cli._options import Options, command
 from pycrane.cli._progress import progress_for
-from pycrane.name import Repository, parse_reference
+from pycrane.name import Reference, Repository, parse_reference
 
 __all__ = ["copy"]
 
@@ -38,16 +38,16 @@ def copy(
     one registry they are mounted instead of copied.
     """
     client = opts.client()
-    source: object
-    target: object
+    source: Repository | Reference
+    target: Repository | Reference
     if all_tags:
         source, target = Repository.parse(src), Repository.parse(dst)
     else:
         source, target = parse_reference(src), parse_reference(dst)
     with progress_for(opts.quiet, title="copy") as sink:
         client.copy(
-            source,  # type: ignore[arg-type]
-            target,  # type: ignore[arg-type]
+            source,
+            target,
             platforms=opts.platforms or None,
             all_tags=all_tags,
             referrers=referrers,

@@ -6,8 +6,8 @@ import click
 
 from pycrane.cli._options import Options, command
 from pycrane.cli.commands._publish import push_result, target_ref
+from pycrane.cli.commands._resolve import image_or_index
 from pycrane.name import parse_reference
-from pycrane.v1 import mediatypes as mt
 from pycrane.v1.image import Image, ImageIndex
 
 __all__ = ["flatten"]
@@ -30,7 +30,6 @@ def flatten(opts: Options, image: str, tag: str | None) -> None:
     if opts.platforms:
         obj = client.image(ref, platform=opts.platform)
     else:
-        desc = client.get(ref)
-        obj = client.index(ref) if mt.is_index(desc.media_type) else client.image(ref)
+        obj = image_or_index(client, ref)
     result = m.flatten(obj)
     push_result(opts, target_ref(ref, tag, None, result), result)

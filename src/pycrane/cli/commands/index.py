@@ -31,10 +31,10 @@ def _load_index(opts: Options, source: str) -> ImageIndex:
         return Layout.open(source).root_index()
     ref = parse_reference(source)
     client = opts.client()
-    desc = client.get(ref)
-    if not mt.is_index(desc.media_type):
-        raise ManifestError(f"{source}: expected an index, got {desc.media_type}")
-    return client.index(ref)
+    rd = client.get(ref)
+    if not rd.is_index():
+        raise ManifestError(f"{source}: expected an index, got {rd.media_type}")
+    return rd.index()
 
 
 @command("list")
@@ -53,7 +53,7 @@ index.add_command(list_)
 @click.option("-t", "--tag", help="Push the filtered index here (default: in place).")
 def filter_(opts: Options, image: str, tag: str | None) -> None:
     """Keep only the --platform children of the index IMAGE and push it, printing ref@digest."""
-    from pycrane.cli.commands.pull import filter_index
+    from pycrane.cli.commands._resolve import filter_index
 
     if not opts.platforms:
         raise click.UsageError("give the platforms to keep with --platform")
@@ -102,9 +102,9 @@ def append(
             children.append((d, kid))
     for m in (*more, *manifests):
         ref = parse_reference(m)
-        desc = client.get(ref)
-        if mt.is_index(desc.media_type):
-            sub = client.index(ref)
+        rd = client.get(ref)
+        if rd.is_index():
+            sub = rd.index()
             if flatten:
                 for d in sub.index_manifest().manifests:
                     kid = (
@@ -116,7 +116,7 @@ def append(
             else:
                 children.append((None, sub))
         else:
-            children.append((None, client.image(ref)))
+            children.append((None, rd.image()))
     result = SimpleIndex.build(children, media_type=media_type, annotations=annotations)
     if tag:
         target = parse_reference(tag)

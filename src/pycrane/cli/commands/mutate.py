@@ -6,6 +6,7 @@ import click
 
 from pycrane.cli._options import Options, command
 from pycrane.cli.commands._publish import push_result, save_tarball, target_ref
+from pycrane.cli.commands._resolve import image_or_index
 from pycrane.name import parse_reference
 from pycrane.v1 import mediatypes as mt
 from pycrane.v1.image import Image, ImageIndex, is_index
@@ -100,8 +101,7 @@ def mutate(
     if needs_image or opts.platforms:
         obj = client.image(ref, platform=opts.platform)
     else:
-        desc = client.get(ref)
-        obj = client.index(ref) if mt.is_index(desc.media_type) else client.image(ref)
+        obj = image_or_index(client, ref)
     if append_:
         from pycrane.cli.commands.append import load_layers
 

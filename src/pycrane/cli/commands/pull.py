@@ -6,43 +6,11 @@ import click
 
 from pycrane.cli._options import Options, command
 from pycrane.cli._progress import progress_for
-from pycrane.errors import NoMatchingPlatform
+from pycrane.cli.commands._resolve import image_or_index
 from pycrane.name import Reference, parse_reference
-from pycrane.v1.image import Image, ImageIndex, SimpleIndex
-from pycrane.v1.platform import Platform
+from pycrane.v1.image import Image
 
 __all__ = ["pull"]
-
-
-def filter_index(index: ImageIndex, platforms: list[Platform], what: str) -> ImageIndex:
-    """A new index keeping only the children that satisfy one of ``platforms``."""
-    kept = []
-    offered = []
-    for desc in index.index_manifest().manifests:
-        if desc.platform is not None:
-            offered.append(str(desc.platform))
-        if desc.platform is not None and any(p.satisfied_by(desc.platform) for p in platforms):
-            kept.append(desc)
-    if not kept:
-        raise NoMatchingPlatform(
-            f"{what}: no child for {', '.join(map(str, platforms))} "
-            f"(the index offers {', '.join(offered) or 'no platforms'})"
-        )
-    kids: list[tuple[object, Image | ImageIndex]] = []
-    for desc in kept:
-        child = index.image_index(desc.digest) if is_index_desc(desc) else index.image(desc.digest)
-        kids.append((desc, child))
-    return SimpleIndex.build(
-        kids,  # type: ignore[arg-type]
-        media_type=index.media_type(),
-        annotations=index.index_manifest().annotations or None,
-    )
-
-
-def is_index_desc(desc: object) -> bool:
-    from pycrane.v1 import mediatypes as mt
-
-    return mt.is_index(getattr(desc, "media_type", None))
 
 
 @command("pull")
@@ -93,7 +61,7 @@ def pull(
         )
     from pycrane import tarball
 
-    chosen: dict[Reference, Image] = {}
+    chosen: dict[str | Reference, Image] = {}
     for ref in refs:
         img: Image = client.image(ref, platform=opts.platform)
         if cache_path:
@@ -122,17 +90,7 @@ def _pull_oci(
     layout = Layout.open_or_create(path)
     with progress_for(opts.quiet, title="pull") as sink:
         for ref in refs:
-            obj: Image | ImageIndex
-            if len(opts.platforms) == 1:
-                obj = client.image(ref, platform=opts.platforms[0])
-            else:
-                desc = client.get(ref)
-                if is_index_desc(desc):
-                    obj = client.index(ref)
-                    if opts.platforms:
-                        obj = filter_index(obj, opts.platforms, str(ref))
-                else:
-                    obj = client.image(ref)
+            obj = image_or_index(client, ref, opts.platforms)
             if cache_path:
                 from pycrane.cli._cache import cached
 

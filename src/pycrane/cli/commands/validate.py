@@ -70,13 +70,9 @@ def _validate_remote(opts: Options, target: str, fast: bool) -> None:
     if opts.platforms:
         _check(client.image(ref, platform=opts.platform), fast)
         return
-    desc = client.get(ref)
-    from pycrane.v1 import mediatypes as mt
+    from pycrane.cli.commands._resolve import image_or_index
 
-    if mt.is_index(desc.media_type):
-        _check(client.index(ref), fast)
-    else:
-        _check(client.image(ref), fast)
+    _check(image_or_index(client, ref), fast)
 
 
 def _validate_layout(path: str, fast: bool) -> None:

@@ -1,0 +1,572 @@
+"""The ``pycrane`` command end to end: ``python -m pycrane`` in a subprocess against real
+registries (CNCF distribution and pycrane's own server), read back by skopeo and umoci.
+
+Every successful command must leave stderr empty (stderr is not a terminal here), and
+every failure must be one ``pycrane: error:`` line without a traceback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pycrane.layout import Layout
+from pycrane.random import random_image, random_index
+from pycrane.v1.image import Image, ImageIndex
+
+pytestmark = pytest.mark.timeout(300)
+
+HAVE_SKOPEO = shutil.which("skopeo") is not None
+HAVE_UMOCI = shutil.which("umoci") is not None
+
+
+def _env(extra: dict[str, str] | None = None, home: Path | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("PYCRANE_DEBUG", None)
+    env.pop("CI", None)
+    if home is not None:
+        env["DOCKER_CONFIG"] = str(home)
+        env["REGISTRY_AUTH_FILE"] = str(home / "auth.json")
+        env["XDG_RUNTIME_DIR"] = str(home)
+        env["XDG_CONFIG_HOME"] = str(home)
+    env.update(extra or {})
+    return env
+
+
+class Cli:
+    """Runs ``python -m pycrane`` with an isolated credentials directory."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+
+    def __call__(
+        self,
+        *args: str,
+        stdin: bytes | None = None,
+        ok: bool = True,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[bytes]:
+        p = subprocess.run(
+            [sys.executable, "-m", "pycrane", *args],
+            input=stdin,
+            capture_output=True,
+            env=_env(env, self.home),
+            timeout=240,
+        )
+        if ok:
+            assert p.returncode == 0, (args, p.returncode, p.stderr.decode())
+            assert p.stderr == b"", (args, p.stderr.decode())
+        return p
+
+    def out(self, *args: str, **kw: Any) -> str:
+        return self(*args, **kw).stdout.decode().strip()
+
+    def fails(self, *args: str, code: int = 1, **kw: Any) -> str:
+        p = self(*args, ok=False, **kw)
+        err = p.stderr.decode()
+        assert p.returncode == code, (args, p.returncode, err)
+        assert "Traceback" not in err, err
+        lines = err.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("pycrane: error: "), err
+        return lines[0]
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    home = tmp_path / "home"
+    home.mkdir()
+    return Cli(home)
+
+
+@pytest.fixture(params=["distribution", "pycrane_registry"])
+def registry(request: pytest.FixtureRequest) -> Any:
+    """Each test runs against CNCF distribution and against pycrane's own server."""
+    if request.param == "distribution" and shutil.which("docker-registry") is None:
+        pytest.skip("docker-registry is not installed")
+    return request.getfixturevalue(request.param)
+
+
+def _layout_with(path: Path, obj: Image | ImageIndex, ref_name: str = "v1") -> Path:
+    Layout.create(path).append(obj, ref_name=ref_name)
+    return path
+
+
+@pytest.fixture(scope="module")
+def image_layout(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Image]:
+    img = random_image(3, 64 * 1024, duplicate_empty_layers=2, seed=4)
+    return _layout_with(tmp_path_factory.mktemp("src") / "layout", img), img
+
+
+@pytest.fixture(scope="module")
+def index_layout(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ImageIndex]:
+    idx = random_index(("linux/amd64", "linux/arm64", "linux/arm/v7"), layers=2, seed=5)
+    return _layout_with(tmp_path_factory.mktemp("src") / "layout", idx), idx
+
+
+_counter = iter(range(10**6))
+
+
+def _repo(registry: Any, name: str) -> str:
+    # Session-scoped registries: a fresh repository per test keeps tests independent.
+    return f"{registry.host}/cli/{name}-{next(_counter)}"
+
+
+def _sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+# ------------------------------------------------------------------ push and inspect
+
+
+def test_push_inspect_tag_ls_delete(
+    cli: Cli, registry: Any, image_layout: tuple[Path, Image]
+) -> None:
+    layout, img = image_layout
+    repo = _repo(registry, "app")
+    digest = str(img.digest())
+    refs_file = layout.parent / f"refs-{next(_counter)}"
+
+    assert (
+        cli.out("push", str(layout), f"{repo}:v1", "--image-refs", str(refs_file))
+        == f"{repo}@{digest}"
+    )
+    assert refs_file.read_text() == f"{repo}@{digest}\n"
+    assert cli.out("digest", f"{repo}:v1") == digest
+    assert cli.out("digest", "--full-ref", f"{repo}:v1") == f"{repo}@{digest}"
+
+    raw = cli("manifest", f"{repo}:v1").stdout
+    assert raw == img.raw_manifest()  # byte for byte, no trailing newline
+    assert _sha256(raw) == digest
+    config = cli("config", f"{repo}@{digest}").stdout
+    assert config == img.raw_config()
+
+    layer = img.manifest().layers[0]
+    blob = cli("blob", f"{repo}@{layer.digest}").stdout
+    assert _sha256(blob) == str(layer.digest) and len(blob) == layer.size
+
+    cli("tag", f"{repo}:v1", "v2")
+    assert sorted(cli.out("ls", repo).split()) == ["v1", "v2"]
+    assert sorted(cli.out("ls", "--full-ref", repo).split()) == [f"{repo}:v1", f"{repo}:v2"]
+    catalog = cli.out("catalog", registry.host).split()
+    assert repo.split("/", 1)[1] in catalog
+    assert f"{repo}" in cli.out("catalog", "--full-ref", registry.host).split()
+
+    cli("delete", f"{repo}:v2")
+    line = cli.fails("digest", f"{repo}@{digest}")
+    assert "404" in line or "not found" in line.lower() or "unknown" in line.lower()
+
+
+def test_ls_omit_digest_tags(cli: Cli, registry: Any, image_layout: tuple[Path, Image]) -> None:
+    layout, img = image_layout
+    repo = _repo(registry, "sigs")
+    cli.out("push", str(layout), f"{repo}:v1")
+    sig_tag = "sha256-" + img.digest().hex + ".sig"
+    cli("tag", f"{repo}:v1", sig_tag)
+    assert sorted(cli.out("ls", repo).split()) == sorted(["v1", sig_tag])
+    assert cli.out("ls", "-O", repo).split() == ["v1"]
+
+
+# ------------------------------------------------------------------ pull in every format
+
+
+@pytest.mark.interop
+def test_pull_oci_read_by_skopeo_and_umoci(
+    cli: Cli, registry: Any, image_layout: tuple[Path, Image], tmp_path: Path
+) -> None:
+    layout, img = image_layout
+    repo = _repo(registry, "pull")
+    cli("push", str(layout), f"{repo}:v1")
+    out = tmp_path / "oci"
+    cli("pull", "--format", "oci", "--annotate-ref", f"{repo}:v1", str(out))
+    index = json.loads((out / "index.json").read_text())
+    (entry,) = index["manifests"]
+    assert entry["digest"] == str(img.digest())
+    assert entry["annotations"]["org.opencontainers.image.ref.name"] == f"{repo}:v1"
+    assert cli.out("validate", "--layout", str(out)) == f"PASS: {out}"
+    # Same pull again: the entry is replaced, not duplicated (ggcr #1807).
+    cli("pull", "--format", "oci", "--annotate-ref", f"{repo}:v1", str(out))
+    assert len(json.loads((out / "index.json").read_text())["manifests"]) == 1
+
+    if not HAVE_SKOPEO:
+        pytest.skip("skopeo is not installed")
+    p = subprocess.run(
+        ["skopeo", "inspect", "--raw", f"oci:{out}:{repo}:v1"], capture_output=True, timeout=60
+    )
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == img.raw_manifest()
+    if not HAVE_UMOCI:
+        pytest.skip("umoci is not installed")
+    # umoci wants a ref name without ':' or '/': pull again under a plain name.
+    out2 = tmp_path / "oci-umoci"
+    cli("pull", "--format", "oci", f"{repo}:v1", str(out2))
+    Layout.open(out2).append(Layout.open(out2).image(img.digest()), ref_name="v1")
+    bundle = tmp_path / "bundle"
+    p = subprocess.run(
+        ["umoci", "unpack", "--rootless", "--image", f"{out2}:v1", str(bundle)],
+        capture_output=True,
+        timeout=120,
+    )
+    assert p.returncode == 0, p.stderr
+    files = sorted(f.name for f in (bundle / "rootfs").iterdir())
+    assert len([f for f in files if f.startswith("random-")]) == 3
+
+
+@pytest.mark.interop
+def test_pull_tarball_and_legacy(
+    cli: Cli, registry: Any, image_layout: tuple[Path, Image], tmp_path: Path
+) -> None:
+    layout, img = image_layout
+    repo = _repo(registry, "tar")
+    cli("push", str(layout), f"{repo}:v1")
+    target = tmp_path / "image.tar"
+    cli("pull", f"{repo}:v1", str(target))
+    assert cli.out("validate", "--tarball", str(target)) == f"PASS: {target}"
+    assert cli.out("digest", "--tarball", str(target)) == str(img.digest())
+    with tarfile.open(target) as tf:
+        manifest = json.load(tf.extractfile("manifest.json"))  # type: ignore[arg-type]
+    assert manifest[0]["RepoTags"] == [f"{repo}:v1"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp left
+
+    legacy = tmp_path / "legacy.tar"
+    cli("pull", "--format", "legacy", f"{repo}:v1", str(legacy))
+    with tarfile.open(legacy) as tf:
+        names = tf.getnames()
+        repositories = json.load(tf.extractfile("repositories"))  # type: ignore[arg-type]
+    assert len([n for n in names if n.endswith("/layer.tar")]) >= 3
+    assert f"{repo}" in repositories
+
+    if not HAVE_SKOPEO:
+        pytest.skip("skopeo is not installed")
+    p = subprocess.run(
+        ["skopeo", "inspect", "--config", f"docker-archive:{target}"],
+        capture_output=True,
+        timeout=60,
+    )
+    assert p.returncode == 0, p.stderr
+    # skopeo re-serialises the config; compare what it parsed.
+    assert json.loads(p.stdout)["rootfs"] == json.loads(img.raw_config())["rootfs"]
+    p = subprocess.run(
+        ["skopeo", "inspect", f"docker-archive:{target}"], capture_output=True, timeout=60
+    )
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["RepoTags"] == [f"{repo}:v1"] or json.loads(p.stdout)["Layers"]
+
+
+def test_pull_several_images_into_one_tarball(
+    cli: Cli, registry: Any, image_layout: tuple[Path, Image], tmp_path: Path
+) -> None:
+    layout, img = image_layout
+    repo = _repo(registry, "multi")
+    cli("push", str(layout), f"{repo}:a")
+    cli("tag", f"{repo}:a", "b")
+    target = tmp_path / "both.tar"
+    cli("pull", f"{repo}:a", f"{repo}:b", str(target))
+    with tarfile.open(target) as tf:
+        manifest = json.load(tf.extractfile("manifest.json"))  # type: ignore[arg-type]
+        layer_members = [
+            n for n in tf.getnames() if n.startswith("blobs/") or n.endswith(".tar.gz")
+        ]
+    tags = sorted(t for entry in manifest for t in entry["RepoTags"])
+    assert tags == [f"{repo}:a", f"{repo}:b"]
+    # One copy of each distinct blob even though two images (and duplicate empty layers) share them.
+    distinct = {d.digest for d in img.manifest().layers} | {img.manifest().config.digest}
+    assert len(layer_members) <= len(distinct) + 2
+
+
+def test_pull_with_cache(
+    cli: Cli, registry: Any, image_layout: tuple[Path, Image], tmp_path: Path
+) -> None:
+    layout, img = image_layout
+    repo = _repo(registry, "cache")
+    cli("push", str(layout), f"{repo}:v1")
+    cache = tmp_path / "cache"
+    cli("pull", "-c", str(cache), f"{repo}:v1", str(tmp_path / "a.tar"))
+    cached = sorted(p.name for p in (cache / "blobs" / "sha256").iterdir())
+    assert cached == sorted({d.digest.hex for d in img.manifest().layers})
+    # A corrupt cache entry of the right size is caught by digest verification.
+    victim = cache / "blobs" / "sha256" / cached[0]
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    victim.chmod(0o644)
+    victim.write_bytes(bytes(data))
+    line = cli.fails("pull", "-c", str(cache), f"{repo}:v1", str(tmp_path / "b.tar"))
+    assert "digest" in line and cached[0][:12] in line
+    assert not (tmp_path / "b.tar").exists()
+
+
+# ------------------------------------------------------------------ indexes and platforms
+
+
+def test_index_platforms_pull_copy_filter(
+    cli: Cli, registry: Any, index_layout: tuple[Path, ImageIndex], tmp_path: Path
+) -> None:
+    layout, idx = index_layout
+    repo = _repo(registry, "multiarch")
+    assert cli.out("push", str(layout), f"{repo}:v1") == f"{repo}@{idx.digest()}"
+    listing = cli.out("index", "list", f"{repo}:v1").splitlines()
+    assert [line.split("\t")[2] for line in listing] == [
+        "linux/amd64",
+        "linux/arm64",
+        "linux/arm/v7",
+    ]
+
+    by_platform = {str(d.platform): d.digest for d in idx.index_manifest().manifests}
+    assert cli.out("digest", "--platform", "linux/arm64", f"{repo}:v1") == str(
+        by_platform["linux/arm64"]
+    )
+    assert cli.out("digest", f"{repo}:v1") == str(idx.digest())
+
+    whole = tmp_path / "whole"
+    cli("pull", "--format", "oci", f"{repo}:v1", str(whole))
+    (entry,) = Layout.open(whole).descriptors()
+    assert entry.digest == idx.digest()
+
+    one = tmp_path / "one"
+    cli("pull", "--format", "oci", "--platform", "linux/arm/v7", f"{repo}:v1", str(one))
+    (entry,) = Layout.open(one).descriptors()
+    assert entry.digest == by_platform["linux/arm/v7"]
+
+    two = tmp_path / "two"
+    cli("pull", "--format", "oci", "--platform", "linux/amd64,linux/arm64", f"{repo}:v1", str(two))
+    (entry,) = Layout.open(two).descriptors()
+    kids = Layout.open(two).image_index(entry.digest).index_manifest().manifests
+    assert [str(k.platform) for k in kids] == ["linux/amd64", "linux/arm64"]
+    assert cli.out("validate", "--layout", str(two)) == f"PASS: {two}"
+
+    # The tarball format holds single images: an index resolves to one platform.
+    tar = tmp_path / "arm.tar"
+    cli("pull", "--platform", "linux/arm64", f"{repo}:v1", str(tar))
+    assert cli.out("digest", "--tarball", str(tar)) == str(by_platform["linux/arm64"])
+    line = cli.fails(
+        "pull",
+        "--platform",
+        "linux/amd64",
+        "--platform",
+        "linux/arm64",
+        f"{repo}:v1",
+        str(tmp_path / "x.tar"),
+        code=2,
+    )
+    assert "--format oci" in line
+
+    # copy --platform pushes a filtered index; copy without keeps the whole index.
+    cli("copy", f"{repo}:v1", f"{repo}-copy:all")
+    assert cli.out("digest", f"{repo}-copy:all") == str(idx.digest())
+    cli("copy", "--platform", "linux/arm64", f"{repo}:v1", f"{repo}-copy:arm")
+    filtered = cli.out("index", "list", f"{repo}-copy:arm").splitlines()
+    assert [line.split("\t")[2] for line in filtered] == ["linux/arm64"]
+
+    out = cli.out("index", "filter", "--platform", "linux/amd64", f"{repo}:v1", "-t", f"{repo}:amd")
+    assert out.startswith(f"{repo}@sha256:")
+    assert [x.split("\t")[2] for x in cli.out("index", "list", f"{repo}:amd").splitlines()] == [
+        "linux/amd64"
+    ]
+
+    line = cli.fails("config", "--platform", "windows/amd64", f"{repo}:v1")
+    assert "windows/amd64" in line
+
+
+def test_copy_all_tags_and_no_clobber(
+    cli: Cli, registry: Any, image_layout: tuple[Path, Image]
+) -> None:
+    layout, _img = image_layout
+    src = _repo(registry, "src")
+    dst = _repo(registry, "dst")
+    cli("push", str(layout), f"{src}:a")
+    for t in ("b", "c"):
+        cli("tag", f"{src}:a", t)
+    cli("cp", "-a", "-j", "2", src, dst)
+    assert sorted(cli.out("ls", dst).split()) == ["a", "b", "c"]
+    line = cli.fails("copy", "-n", f"{src}:a", f"{dst}:a")
+    assert "exists" in line
+
+
+# ------------------------------------------------------------------ skopeo-written layouts
+
+
+@pytest.mark.interop
+@pytest.mark.skipif(not HAVE_SKOPEO, reason="skopeo is not installed")
+def test_push_what_skopeo_wrote_keeps_digests(
+    cli: Cli, registry: Any, image_layout: tuple[Path, Image], tmp_path: Path
+) -> None:
+    layout, _img = image_layout
+    skopeo_layout = tmp_path / "by-skopeo"
+    p = subprocess.run(
+        ["skopeo", "copy", "--quiet", f"oci:{layout}:v1", f"oci:{skopeo_layout}:copied"],
+        capture_output=True,
+        timeout=120,
+    )
+    assert p.returncode == 0, p.stderr
+    written = json.loads((skopeo_layout / "index.json").read_text())["manifests"][0]["digest"]
+    repo = _repo(registry, "skopeo")
+    assert cli.out("push", str(skopeo_layout), f"{repo}:v1") == f"{repo}@{written}"
+    assert cli.out("digest", f"{repo}:v1") == written
+    assert cli.out("validate", "--remote", f"{repo}:v1") == f"PASS: {repo}:v1"
+
+
+# ------------------------------------------------------------------ build commands
+
+
+def _tar_of(tmp_path: Path, files: dict[str, bytes]) -> Path:
+    root = tmp_path / f"rootfs-{next(_counter)}"
+    for name, data in files.items():
+        p = root / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+    out = tmp_path / f"{root.name}.tar"
+    with tarfile.open(out, "w") as tf:
+        for p in sorted(root.rglob("*")):
+            tf.add(p, arcname=str(p.relative_to(root)), recursive=False)
+    return out
+
+
+def test_append_mutate_flatten_export(cli: Cli, registry: Any, tmp_path: Path) -> None:
+    repo = _repo(registry, "built")
+    l1 = _tar_of(tmp_path, {"etc/motd": b"one\n", "bin/tool": b"x" * 1000})
+    l2 = _tar_of(tmp_path, {"etc/motd": b"two\n"})
+    pushed = cli.out("append", "-f", str(l1), "-f", str(l2), "-t", f"{repo}:v1")
+    assert pushed.startswith(f"{repo}@sha256:")
+    digest = pushed.split("@")[1]
+    assert cli.out("digest", f"{repo}:v1") == digest
+    m = json.loads(cli("manifest", f"{repo}:v1").stdout)
+    assert len(m["layers"]) == 2
+    # From stdin too.
+    pushed2 = cli.out(
+        "append",
+        "-b",
+        f"{repo}:v1",
+        "-f",
+        "-",
+        "-t",
+        f"{repo}:v2",
+        stdin=_tar_of(tmp_path, {"etc/extra": b"3"}).read_bytes(),
+    )
+    assert len(json.loads(cli("manifest", pushed2).stdout)["layers"]) == 3
+
+    out = cli.out(
+        "mutate",
+        f"{repo}:v1",
+        "-l",
+        "org.example=yes",
+        "-e",
+        "A=1",
+        "--entrypoint",
+        "/bin/tool,--flag",
+        "-a",
+        "note=hi",
+        "-t",
+        f"{repo}:mutated",
+    )
+    assert out.startswith(f"{repo}@sha256:")
+    cfg = json.loads(cli("config", f"{repo}:mutated").stdout)
+    assert cfg["config"]["Labels"]["org.example"] == "yes"
+    assert "A=1" in cfg["config"]["Env"]
+    assert cfg["config"]["Entrypoint"] == ["/bin/tool", "--flag"]
+    assert json.loads(cli("manifest", f"{repo}:mutated").stdout)["annotations"]["note"] == "hi"
+
+    flat = cli.out("flatten", f"{repo}:v1", "-t", f"{repo}:flat")
+    assert len(json.loads(cli("manifest", flat).stdout)["layers"]) == 1
+
+    fs_tar = tmp_path / "fs.tar"
+    cli("export", f"{repo}:v1", str(fs_tar))
+    with tarfile.open(fs_tar) as tf:
+        members = {m.name.lstrip("./"): m for m in tf.getmembers()}
+        assert tf.extractfile(members["etc/motd"]).read() == b"two\n"  # type: ignore[union-attr]
+    exported = cli("export", f"{repo}:v1", "-").stdout
+    assert exported == fs_tar.read_bytes()
+
+
+def test_append_output_tarball(cli: Cli, tmp_path: Path) -> None:
+    layer = _tar_of(tmp_path, {"hello": b"world"})
+    out = tmp_path / "built.tar"
+    cli("append", "-f", str(layer), "-t", "example.com/built:1", "-o", str(out))
+    assert cli.out("validate", "--tarball", str(out)) == f"PASS: {out}"
+
+
+# ------------------------------------------------------------------ auth
+
+
+def test_auth_login_get_logout(cli: Cli, tmp_path: Path) -> None:
+    p = cli(
+        "auth",
+        "login",
+        "registry.example.com",
+        "-u",
+        "alice",
+        "--password-stdin",
+        stdin=b"s3cret\n",
+        ok=False,
+    )
+    assert p.returncode == 0 and p.stdout == b""
+    assert p.stderr.decode().startswith("pycrane: logged in to registry.example.com")
+    assert b"s3cret" not in p.stderr
+    cfg = json.loads((cli.home / "config.json").read_text())
+    assert "registry.example.com" in cfg["auths"]
+    got = json.loads(cli.out("auth", "get", "registry.example.com"))
+    assert got == {"Username": "alice", "Secret": "s3cret"}
+    # The credential-helper protocol: server on stdin.
+    assert (
+        json.loads(cli.out("auth", "get", stdin=b"registry.example.com\n"))["Username"] == "alice"
+    )
+    cli("auth", "logout", "-q", "registry.example.com")
+    p = cli("auth", "get", "registry.example.com", ok=False)
+    assert p.returncode == 1
+    assert p.stdout.decode().strip() == "credentials not found in native keychain"
+
+
+@pytest.mark.distribution
+def test_htpasswd_registry_auth(
+    cli: Cli, distribution_htpasswd: Any, image_layout: tuple[Path, Image]
+) -> None:
+    reg = distribution_htpasswd
+    layout, img = image_layout
+    repo = f"{reg.host}/cli/auth"
+    line = cli.fails("push", str(layout), f"{repo}:v1")
+    assert "401" in line or "auth" in line.lower()
+    cli("auth", "login", "-q", reg.host, "-u", reg.username, "-p", "wrong-password")
+    line = cli.fails("push", str(layout), f"{repo}:v1")
+    assert "wrong-password" not in line
+    cli("auth", "login", "-q", reg.host, "-u", reg.username, "-p", reg.password)
+    assert cli.out("push", str(layout), f"{repo}:v1") == f"{repo}@{img.digest()}"
+    assert cli.out("digest", f"{repo}:v1") == str(img.digest())
+
+
+@pytest.mark.distribution
+def test_auth_token(cli: Cli, distribution_token: Any) -> None:
+    reg = distribution_token
+    repo = f"{reg.host}/cli/token"
+    if reg.username:
+        cli("auth", "login", "-q", reg.host, "-u", reg.username, "-p", reg.password)
+    doc = json.loads(cli.out("auth", "token", repo))
+    assert doc["token"] and "repository:cli/token:pull" in doc["scopes"]
+    header = cli.out("auth", "token", "--push", "-H", repo)
+    assert header.startswith("Authorization: Bearer ") and len(header) > 40
+    line = cli.fails("auth", "token", f"{reg.host.split(':')[0]}:1/x")
+    assert "127.0.0.1:1" in line
+
+
+# ------------------------------------------------------------------ errors
+
+
+def test_errors_are_one_line(cli: Cli, pycrane_registry: Any, tmp_path: Path) -> None:
+    host = pycrane_registry.host
+    assert "Foo/bar" in cli.fails("digest", "Foo/bar")
+    assert "nope" in cli.fails("manifest", f"{host}/cli/nope:v1")
+    assert "127.0.0.1:1" in cli.fails("digest", "127.0.0.1:1/x/y:z")
+    assert "REPO@" in cli.fails("blob", f"{host}/cli/x:v1")
+    cli.fails("push", str(tmp_path), f"{host}/cli/x:v1")  # an empty dir is not a layout
+    not_a_tar = tmp_path / "junk.tar"
+    not_a_tar.write_bytes(b"not a tarball at all")
+    cli.fails("push", str(not_a_tar), f"{host}/cli/x:v1")
+    assert cli.fails("validate", code=2)
+    assert "--format" in cli.fails("pull", "--format", "zip", "a", "b", code=2)
+    assert not list(tmp_path.glob(".*"))
