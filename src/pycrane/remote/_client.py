@@ -11,6 +11,7 @@ import io
 import json
 import logging
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -390,16 +391,25 @@ class Client:
         """
         r = _ref(ref)
         repo = r.repository
-        resp = self._request(
-            "GET",
-            repo.registry,
-            f"/v2/{repo.path}/manifests/{r.identifier}",
-            scopes=[repo.scope("pull")],
-            what=f"manifest {r}",
-            headers={"Accept": mt.MANIFEST_ACCEPT},
-            stream=True,
-        )
-        raw, too_long = resp.read_capped(MANIFEST_LIMIT)
+        attempts = max(1, self.transport.retry.attempts)
+        for attempt in range(attempts):
+            resp = self._request(
+                "GET",
+                repo.registry,
+                f"/v2/{repo.path}/manifests/{r.identifier}",
+                scopes=[repo.scope("pull")],
+                what=f"manifest {r}",
+                headers={"Accept": mt.MANIFEST_ACCEPT},
+                stream=True,
+            )
+            try:
+                raw, too_long = resp.read_capped(MANIFEST_LIMIT)
+                break
+            except TransportError:
+                # The body broke off: a manifest is small, so simply ask again.
+                if attempt + 1 >= attempts:
+                    raise
+                time.sleep(self.transport.retry.delay(attempt))
         if too_long:
             raise ManifestError(f"manifest {r}: larger than {MANIFEST_LIMIT} bytes")
         if isinstance(r, DigestRef):
@@ -580,9 +590,7 @@ class Client:
                 if not retryable or attempt + 1 >= attempts:
                     raise
                 log.debug("%s: upload failed (%s); starting over", what, e)
-                import time as _time
-
-                _time.sleep(self.transport.retry.delay(attempt))
+                time.sleep(self.transport.retry.delay(attempt))
 
     def _try_mount(self, repo: Repository, source: Repository, desc: Descriptor) -> str | None:
         """Cross-repository mount: "" when mounted, an upload URL on 202, None on failure."""

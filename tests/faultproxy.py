@@ -1,0 +1,250 @@
+"""An HTTP proxy on 127.0.0.1 that injects faults between a client and a registry.
+
+Point the client at ``proxy.host`` instead of the registry; requests are
+forwarded (Host header unchanged, so the registry's Location URLs point back at
+the proxy) and responses streamed back, unless a rule matches:
+
+```python
+proxy = FaultProxy(upstream="127.0.0.1:5000").start()
+proxy.add(Fault("drop", match=r"/blobs/sha256:", after=1000))   # close mid-body once
+proxy.add(Fault("status", status=503, count=2))                 # two 503s
+proxy.add(Fault("status", status=429, retry_after="1"))
+proxy.add(Fault("corrupt", match=r"/blobs/"))                   # flip one byte
+proxy.add(Fault("truncate", match=r"/blobs/", after=10))        # short body, honest length
+proxy.add(Fault("ignore_range"))                                # answer 200 to Range requests
+```
+
+Every request is recorded in ``proxy.log`` (method, path, Range header, status).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import re
+import socket
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+__all__ = ["Fault", "FaultProxy", "Logged"]
+
+_HOP = frozenset(
+    {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "upgrade"}
+)
+
+
+@dataclass
+class Fault:
+    """One fault: ``kind`` applies to the next ``count`` requests matching ``method``/``match``.
+
+    kinds: ``status`` (answer ``status`` without forwarding, with ``retry_after``),
+    ``drop`` (send headers and ``after`` body bytes, then close the connection),
+    ``truncate`` (send only ``after`` body bytes with a matching Content-Length),
+    ``corrupt`` (flip the byte at ``after`` of the body), ``ignore_range`` (strip the
+    request's Range header so the registry answers 200), ``reset`` (close the
+    connection without answering).
+    """
+
+    kind: str
+    match: str = ""
+    method: str | None = None
+    count: int = 1  # -1: forever
+    status: int = 503
+    retry_after: str | None = None
+    after: int = 0
+    hits: int = 0
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.count == 0:
+            return False
+        if self.method and self.method != method:
+            return False
+        return re.search(self.match, path) is not None
+
+
+@dataclass
+class Logged:
+    method: str
+    path: str
+    range: str | None
+    status: int | None = None
+    fault: str | None = None
+
+
+@dataclass
+class FaultProxy:
+    upstream: str
+    faults: list[Fault] = field(default_factory=list)
+    log: list[Logged] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._httpd: ThreadingHTTPServer | None = None
+
+    def add(self, fault: Fault) -> Fault:
+        with self._lock:
+            self.faults.append(fault)
+        return fault
+
+    def clear(self) -> None:
+        with self._lock:
+            self.faults.clear()
+            self.log.clear()
+
+    def _take(
+        self, method: str, path: str, kinds: tuple[str, ...], body_len: int | None = None
+    ) -> Fault | None:
+        with self._lock:
+            for f in self.faults:
+                # Body faults only apply to bodies long enough to be cut at ``after``.
+                if body_len is not None and f.kind in ("drop", "truncate") and body_len <= f.after:
+                    continue
+                if f.kind in kinds and f.matches(method, path):
+                    if f.count > 0:
+                        f.count -= 1
+                    f.hits += 1
+                    return f
+        return None
+
+    def requests(self, method: str | None = None, match: str = "") -> list[Logged]:
+        with self._lock:
+            return [
+                e
+                for e in self.log
+                if (method is None or e.method == method) and re.search(match, e.path)
+            ]
+
+    @property
+    def port(self) -> int:
+        assert self._httpd is not None
+        return int(self._httpd.server_address[1])
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> FaultProxy:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def _any(self) -> None:
+                proxy._handle(self)
+
+            do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _any
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    # -- request handling ------------------------------------------------------------
+
+    def _read_body(self, h: BaseHTTPRequestHandler) -> bytes:
+        if h.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            parts = []
+            while True:
+                line = h.rfile.readline()
+                size = int(line.split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while h.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    break
+                parts.append(h.rfile.read(size))
+                h.rfile.readline()
+            return b"".join(parts)
+        n = int(h.headers.get("Content-Length") or 0)
+        return h.rfile.read(n) if n else b""
+
+    def _handle(self, h: BaseHTTPRequestHandler) -> None:
+        method, path = h.command, h.path
+        entry = Logged(method, path, h.headers.get("Range"))
+        with self._lock:
+            self.log.append(entry)
+        body = self._read_body(h)
+
+        if self._take(method, path, ("reset",)):
+            entry.fault = "reset"
+            h.close_connection = True
+            with contextlib.suppress(OSError):
+                h.connection.shutdown(socket.SHUT_RDWR)
+            return
+        fault = self._take(method, path, ("status",))
+        if fault is not None:
+            entry.status, entry.fault = fault.status, "status"
+            payload = (
+                b'{"errors":[{"code":"UNAVAILABLE","message":"injected by faultproxy"}]}'
+                if fault.status != 429
+                else b'{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}'
+            )
+            h.send_response(fault.status)
+            h.send_header("Content-Type", "application/json")
+            h.send_header("Content-Length", str(len(payload)))
+            if fault.retry_after is not None:
+                h.send_header("Retry-After", fault.retry_after)
+            h.end_headers()
+            if method != "HEAD":
+                h.wfile.write(payload)
+            return
+
+        headers = {k: v for k, v in h.headers.items() if k.lower() not in _HOP}
+        if self._take(method, path, ("ignore_range",)) and "Range" in headers:
+            headers.pop("Range")
+            entry.fault = "ignore_range"
+        headers["Content-Length"] = str(len(body))
+        if method in ("GET", "HEAD", "DELETE") and not body:
+            headers.pop("Content-Length")
+        up_host, _, up_port = self.upstream.rpartition(":")
+        conn = http.client.HTTPConnection(up_host, int(up_port), timeout=60)
+        try:
+            conn.request(method, path, body=body or None, headers=headers)
+            resp = conn.getresponse()
+            entry.status = resp.status
+            length = resp.getheader("Content-Length")
+            data = resp.read() if method != "HEAD" else b""
+            mutate = (
+                None
+                if method == "HEAD"
+                else self._take(method, path, ("drop", "truncate", "corrupt"), len(data))
+            )
+            h.send_response_only(resp.status, resp.reason)
+            for k, v in resp.getheaders():
+                if k.lower() in _HOP or k.lower() == "content-length":
+                    continue
+                h.send_header(k, v)
+            if mutate is not None:
+                entry.fault = mutate.kind
+                if mutate.kind == "truncate":
+                    data = data[: mutate.after]
+                elif mutate.kind == "corrupt" and data:
+                    i = min(mutate.after, len(data) - 1)
+                    data = data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1 :]
+            if method == "HEAD":
+                h.send_header("Content-Length", length or "0")
+            else:
+                h.send_header("Content-Length", str(len(data)))
+            h.end_headers()
+            if mutate is not None and mutate.kind == "drop":
+                h.wfile.write(data[: mutate.after])
+                h.wfile.flush()
+                h.close_connection = True
+                with contextlib.suppress(OSError):
+                    h.connection.shutdown(socket.SHUT_RDWR)
+                return
+            if data:
+                h.wfile.write(data)
+        finally:
+            conn.close()

@@ -1,0 +1,200 @@
+"""Faults between client and registry: every pull ends verified or with one clear error."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from pycrane.errors import (
+    PycraneError,
+    RegistryError,
+    TransportError,
+    VerificationError,
+)
+from pycrane.random import random_image
+from pycrane.remote import Client, RetryPolicy
+from pycrane.v1.image import Image
+from tests.faultproxy import Fault, FaultProxy
+from tests.fixtures_distribution import free_port
+
+pytestmark = pytest.mark.distribution
+
+FAST = RetryPolicy(attempts=4, backoff=0.01, max_backoff=0.05, max_retry_after=1.0)
+_n = itertools.count()
+
+LAYER = 300_000  # a few hundred KiB, so bodies span many socket writes
+
+
+@pytest.fixture
+def proxy(distribution: Any) -> Iterator[FaultProxy]:
+    p = FaultProxy(distribution.host).start()
+    try:
+        yield p
+    finally:
+        p.stop()
+
+
+@pytest.fixture(scope="module")
+def seeded(distribution: Any) -> tuple[str, Image]:
+    """One image pushed directly (no proxy) that the pull tests read through the proxy."""
+    img = random_image(2, LAYER, seed=77)
+    path = f"faults/img{next(_n)}:v"
+    Client().write_image(f"{distribution.host}/{path}", img)
+    return path, img
+
+
+def pull_all(c: Client, ref: str) -> list[bytes]:
+    img = c.image(ref)
+    out = []
+    for layer in img.layers():
+        parts = []
+        with layer.compressed() as r:
+            while chunk := r.read(1 << 16):
+                parts.append(chunk)
+        out.append(b"".join(parts))
+    return out
+
+
+def expected_layers(img: Image) -> list[bytes]:
+    out = []
+    for layer in img.layers():
+        with layer.compressed() as r:
+            out.append(r.read())
+    return out
+
+
+def test_resume_after_drop_mid_blob(proxy: FaultProxy, seeded: tuple[str, Image]) -> None:
+    path, img = seeded
+    proxy.add(Fault("drop", match=r"/blobs/sha256:", method="GET", after=100_000, count=2))
+    got = pull_all(Client(retry=FAST), f"{proxy.host}/{path}")
+    assert got == expected_layers(img)
+    ranges = [e.range for e in proxy.requests("GET", r"/blobs/") if e.range]
+    # Two drops: either one per layer, or the resumed request dropped again further on.
+    assert len(ranges) == 2
+    assert set(ranges) <= {"bytes=100000-", "bytes=200000-"}
+
+
+def test_resume_when_server_ignores_range(proxy: FaultProxy, seeded: tuple[str, Image]) -> None:
+    path, img = seeded
+    proxy.add(Fault("drop", match=r"/blobs/sha256:", method="GET", after=50_000, count=1))
+    proxy.add(Fault("ignore_range", match=r"/blobs/", count=-1))
+    got = pull_all(Client(retry=FAST), f"{proxy.host}/{path}")
+    assert got == expected_layers(img)
+    assert any(e.fault == "ignore_range" for e in proxy.log)
+
+
+def test_persistent_drop_fails_with_one_line(proxy: FaultProxy, seeded: tuple[str, Image]) -> None:
+    path, _ = seeded
+    proxy.add(Fault("drop", match=r"/blobs/sha256:", method="GET", after=1000, count=-1))
+    with pytest.raises(TransportError) as ei:
+        pull_all(Client(retry=FAST), f"{proxy.host}/{path}")
+    msg = str(ei.value)
+    assert "\n" not in msg and "blob" in msg and "connection failed" in msg
+
+
+def test_corrupt_blob_is_a_digest_error(proxy: FaultProxy, seeded: tuple[str, Image]) -> None:
+    path, _ = seeded
+    proxy.add(Fault("corrupt", match=r"/blobs/sha256:", method="GET", after=5, count=-1))
+    with pytest.raises(VerificationError, match="digest mismatch"):
+        pull_all(Client(retry=FAST), f"{proxy.host}/{path}")
+
+
+def test_truncated_body_with_honest_length_is_a_size_error(
+    proxy: FaultProxy, seeded: tuple[str, Image]
+) -> None:
+    path, _ = seeded
+    proxy.add(Fault("truncate", match=r"/blobs/sha256:", method="GET", after=10, count=-1))
+    with pytest.raises(VerificationError, match="size mismatch"):
+        pull_all(Client(retry=FAST), f"{proxy.host}/{path}")
+
+
+def test_5xx_and_429_are_retried(proxy: FaultProxy, seeded: tuple[str, Image]) -> None:
+    path, img = seeded
+    proxy.add(Fault("status", status=503, match=r"/manifests/", count=2))
+    proxy.add(Fault("status", status=429, retry_after="0", match=r"/blobs/", count=1))
+    proxy.add(Fault("status", status=502, match=r"/blobs/", count=1))
+    got = pull_all(Client(retry=FAST), f"{proxy.host}/{path}")
+    assert got == expected_layers(img)
+    statuses = [e.status for e in proxy.log]
+    assert statuses.count(503) == 2 and statuses.count(429) == 1 and statuses.count(502) == 1
+
+
+def test_retry_after_date_form(proxy: FaultProxy, seeded: tuple[str, Image]) -> None:
+    path, img = seeded
+    proxy.add(
+        Fault(
+            "status",
+            status=429,
+            retry_after="Wed, 21 Oct 2015 07:28:00 GMT",  # in the past: retry at once
+            match=r"/manifests/",
+        )
+    )
+    assert Client(retry=FAST).get(f"{proxy.host}/{path}").raw == img.raw_manifest()
+
+
+def test_persistent_500_is_one_line_registry_error(
+    proxy: FaultProxy, seeded: tuple[str, Image]
+) -> None:
+    path, _ = seeded
+    proxy.add(Fault("status", status=500, match=r"/manifests/", count=-1))
+    with pytest.raises(RegistryError) as ei:
+        Client(retry=FAST).get(f"{proxy.host}/{path}")
+    assert ei.value.status == 500
+    assert ei.value.codes == ("UNAVAILABLE",)
+    assert "\n" not in str(ei.value)
+    assert len(proxy.requests("GET", r"/manifests/")) == FAST.attempts
+
+
+def test_connection_reset_is_retried(proxy: FaultProxy, seeded: tuple[str, Image]) -> None:
+    path, img = seeded
+    proxy.add(Fault("reset", match=r"/manifests/", count=1))
+    assert Client(retry=FAST).get(f"{proxy.host}/{path}").raw == img.raw_manifest()
+
+
+def test_truncated_manifest_is_refetched(proxy: FaultProxy, seeded: tuple[str, Image]) -> None:
+    path, img = seeded
+    proxy.add(Fault("drop", match=r"/manifests/", method="GET", after=20, count=1))
+    assert Client(retry=FAST).get(f"{proxy.host}/{path}").raw == img.raw_manifest()
+
+
+def test_push_survives_transient_failures(proxy: FaultProxy) -> None:
+    img = random_image(2, 50_000, seed=78)
+    ref = f"{proxy.host}/faults/push{next(_n)}:v"
+    proxy.add(Fault("status", status=503, method="POST", match=r"/blobs/uploads/", count=1))
+    proxy.add(Fault("status", status=500, method="PUT", match=r"/blobs/uploads/", count=1))
+    proxy.add(Fault("status", status=503, method="PUT", match=r"/manifests/", count=2))
+    Client(retry=FAST).write_image(ref, img)
+    proxy.clear()
+    assert pull_all(Client(retry=FAST), ref) == expected_layers(img)
+
+
+def test_push_large_blob_survives_dropped_patch(proxy: FaultProxy) -> None:
+    img = random_image(1, 400_000, seed=79)
+    ref = f"{proxy.host}/faults/patch{next(_n)}:v"
+    proxy.add(Fault("reset", method="PATCH", match=r"/blobs/uploads/", count=1))
+    Client(retry=FAST, monolithic_limit=1000).write_image(ref, img)
+    assert len(proxy.requests("PATCH")) >= 2
+    proxy.clear()
+    assert pull_all(Client(retry=FAST), ref) == expected_layers(img)
+
+
+def test_413_switches_to_chunked_uploads(proxy: FaultProxy) -> None:
+    img = random_image(1, 300_000, seed=80)
+    ref = f"{proxy.host}/faults/413-{next(_n)}:v"
+    proxy.add(Fault("status", status=413, method="PUT", match=r"/blobs/uploads/", count=1))
+    Client(retry=FAST).write_image(ref, img)
+    assert any(e.method == "PATCH" for e in proxy.log)
+    proxy.clear()
+    assert pull_all(Client(retry=FAST), ref) == expected_layers(img)
+
+
+def test_connection_refused_is_transport_error() -> None:
+    port = free_port()
+    with pytest.raises(TransportError) as ei:
+        Client(retry=RetryPolicy(attempts=2, backoff=0.01)).get(f"127.0.0.1:{port}/a/b:c")
+    assert f"127.0.0.1:{port}" in str(ei.value)
+    assert "\n" not in str(ei.value)
+    assert isinstance(ei.value, PycraneError)
