@@ -45,13 +45,15 @@ class Digest:
             raise InvalidDigest(f"digest {self.algorithm!r}:{self.hex!r}: expected strings")
         want = ALGORITHMS.get(self.algorithm)
         if want is None:
+            shown = f"{self.algorithm}:{self.hex[:16]}" + ("..." if len(self.hex) > 16 else "")
             raise InvalidDigest(
-                f"digest {self.algorithm}:{self.hex[:16]}...: unsupported algorithm "
+                f"digest {shown!r}: unsupported algorithm "
                 f"{self.algorithm!r} (expected one of {', '.join(ALGORITHMS)})"
             )
         if len(self.hex) != want or not _HEX.match(self.hex):
             raise InvalidDigest(
-                f"digest {self.algorithm}:{self.hex}: expected {want} lowercase hex characters"
+                f"digest {self.algorithm + ':' + self.hex!r}: "
+                f"expected {want} lowercase hex characters"
             )
 
     @classmethod
