@@ -148,6 +148,12 @@ class TarSink:
         _fs.fsync_dir(self._final.parent)
 
     def abort(self) -> None:
+        # Never finish the archive: an end-of-archive marker would make a failed
+        # write look complete to whoever reads the stream.
+        stream = getattr(self._tar, "fileobj", None)
+        if stream is not None and hasattr(stream, "closed"):
+            stream.closed = True
+        self._tar.closed = True
         if not self._owned:
             return
         try:

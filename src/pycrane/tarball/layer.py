@@ -364,19 +364,16 @@ def _tarinfo_for(
 
 
 def _walk_sorted(root: Path) -> Iterable[tuple[Path, str]]:
-    """Every entry under ``root`` in byte order of its archive name (reproducible)."""
-    stack = [(root, "")]
+    """Every entry under ``root``, depth first, names in byte order (reproducible)."""
+    stack: list[tuple[Path, str]] = [
+        (root / n, n) for n in sorted(os.listdir(root), key=os.fsencode, reverse=True)
+    ]
     while stack:
-        d, prefix = stack.pop()
-        names = sorted(os.listdir(d), key=lambda n: os.fsencode(n))
-        subdirs = []
-        for name in names:
-            full = d / name
-            arc = f"{prefix}{name}"
-            yield full, arc
-            if full.is_dir() and not full.is_symlink():
-                subdirs.append((full, arc + "/"))
-        stack.extend(reversed(subdirs))
+        full, arc = stack.pop()
+        yield full, arc
+        if full.is_dir() and not full.is_symlink():
+            names = sorted(os.listdir(full), key=os.fsencode, reverse=True)
+            stack.extend((full / n, f"{arc}/{n}") for n in names)
 
 
 def layer_from_directory(

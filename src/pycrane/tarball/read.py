@@ -202,32 +202,44 @@ class Tarball:
             raise TarballError(f"{what}: lists no image")
         return out
 
-    def _oci_manifests(self) -> dict[Digest, Manifest]:
-        """Manifests of the embedded OCI layout (Docker 25+), keyed by config digest."""
-        if not self.has("index.json"):
-            return {}
-        found: dict[Digest, Manifest] = {}
-        try:
-            idx = parse_manifest(self.read_member("index.json"))
-        except ManifestError:
-            return {}
-        if not isinstance(idx, Index):
-            return {}
-        for d in idx.manifests:
+    def _oci_manifests(self) -> list[tuple[Manifest, set[str]]]:
+        """Manifests of the embedded OCI layout (Docker 25+), each with the image names
+        its ``index.json`` entries give it (``io.containerd.image.name``)."""
+        with self._memo_lock:
+            cached = getattr(self, "_oci_cache", None)
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+        found: dict[Digest, tuple[Manifest, set[str]]] = {}
+        idx = None
+        if self.has("index.json"):
+            try:
+                idx = parse_manifest(self.read_member("index.json"))
+            except ManifestError:
+                idx = None
+        for d in idx.manifests if isinstance(idx, Index) else ():
             if not mt.is_image(d.media_type):
                 continue
             name = f"blobs/{d.digest.algorithm}/{d.digest.hex}"
             if not self.has(name):
                 continue
-            raw = self.read_member(name)
-            if Digest.from_bytes(raw, d.digest.algorithm) != d.digest:
-                raise TarballError(f"tarball {self.path}: {name} does not match its digest")
-            try:
-                m = Manifest.parse(raw, d.media_type)
-            except ManifestError as e:
-                raise TarballError(f"tarball {self.path}: {name}: {e}") from None
-            found.setdefault(m.config.digest, m)
-        return found
+            if d.digest not in found:
+                raw = self.read_member(name)
+                if Digest.from_bytes(raw, d.digest.algorithm) != d.digest:
+                    raise TarballError(f"tarball {self.path}: {name} does not match its digest")
+                try:
+                    found[d.digest] = (Manifest.parse(raw, d.media_type), set())
+                except ManifestError as e:
+                    raise TarballError(f"tarball {self.path}: {name}: {e}") from None
+            ref = d.annotations.get("io.containerd.image.name")
+            if ref:
+                try:
+                    found[d.digest][1].add(str(parse_reference(ref)))
+                except InvalidReference:
+                    pass
+        out = list(found.values())
+        with self._memo_lock:
+            self._oci_cache = out
+        return out
 
     # -- images ----------------------------------------------------------------------
     def find(self, tag: str | Reference | None = None) -> TarballEntry:
@@ -365,10 +377,29 @@ class TarballImage(ImageBase):
     def _oci(self) -> Manifest | None:
         def find() -> Manifest | None:
             cfg = Digest.from_bytes(self.raw_config())
-            m = self._tb._oci_manifests().get(cfg)
-            if m is not None and len(m.layers) == len(self.entry.layers):
-                return m
-            return None
+            names = [_norm(n) for n in self.entry.layers]
+            candidates = []
+            for m, refs in self._tb._oci_manifests():
+                if m.config.digest != cfg or len(m.layers) != len(names):
+                    continue
+                if all(
+                    not n.startswith("blobs/") or n == f"blobs/{d.digest.algorithm}/{d.digest.hex}"
+                    for n, d in zip(names, m.layers, strict=True)
+                ):
+                    candidates.append((m, refs))
+            if not candidates:
+                return None
+            # Several manifests for one config and layer list: the tags tell them apart.
+            tags = set()
+            for t in self.entry.repo_tags:
+                try:
+                    tags.add(str(parse_reference(t)))
+                except InvalidReference:
+                    continue
+            for m, refs in candidates:
+                if refs & tags:
+                    return m
+            return candidates[0][0]
 
         return self._memo.get("oci", find)
 
