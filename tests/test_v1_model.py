@@ -268,7 +268,7 @@ def test_malformed_manifest_names_the_field(path: list[Any], value: Any, fragmen
     with pytest.raises(ManifestError) as info:
         Manifest.parse(raw)
     assert fragment in str(info.value)
-    assert "\n" not in str(info.value)
+    assert str(info.value).isprintable()
 
 
 def test_served_media_type_must_agree() -> None:
@@ -384,7 +384,7 @@ def test_a_damaged_document_raises_manifest_error_or_parses(
         else:
             doc = parse_manifest(raw)
     except ManifestError as e:
-        assert "\n" not in str(e)
+        assert str(e).isprintable()
         return
     assert doc.raw == raw
 
@@ -693,7 +693,7 @@ def test_digest_parse_raises_invalid_digest_or_round_trips(text: str) -> None:
     try:
         d = Digest.parse(text)
     except InvalidDigest as e:
-        assert isinstance(e, ValueError) and "\n" not in str(e)
+        assert isinstance(e, ValueError) and str(e).isprintable()
         return
     assert str(d) == text and Digest.parse(str(d)) == d
     assert len(d.hex) == {"sha256": 64, "sha512": 128}[d.algorithm]
