@@ -88,7 +88,7 @@ def test_skopeo_reads_legacy_tarball(tmp_path: Path) -> None:
     tarball.write_legacy(out, {"legacy/app:2": img})
     dest = tmp_path / "oci"
     skopeo(tmp_path, "copy", f"docker-archive:{out}", f"oci:{dest}:x")
-    cfg_digest, raw, manifest = oci_config(dest, "x")
+    cfg_digest, _, manifest = oci_config(dest, "x")
     assert cfg_digest == str(img.config_name())
     assert len(manifest["layers"]) == len(img.layers())
 

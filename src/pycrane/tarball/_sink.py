@@ -153,7 +153,7 @@ class TarSink:
         stream = getattr(self._tar, "fileobj", None)
         if stream is not None and hasattr(stream, "closed"):
             stream.closed = True
-        self._tar.closed = True
+        self._tar.closed = True  # type: ignore[attr-defined]
         if not self._owned:
             return
         try:

@@ -11,6 +11,7 @@ uncompressed ones are gzip-compressed once on first use.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -232,10 +233,8 @@ class Tarball:
                     raise TarballError(f"tarball {self.path}: {name}: {e}") from None
             ref = d.annotations.get("io.containerd.image.name")
             if ref:
-                try:
+                with contextlib.suppress(InvalidReference):
                     found[d.digest][1].add(str(parse_reference(ref)))
-                except InvalidReference:
-                    pass
         out = list(found.values())
         with self._memo_lock:
             self._oci_cache = out
