@@ -743,7 +743,7 @@ class LayoutImage(ImageBase):
         return LayoutLayer(self._layout.store, descriptor, diff_id)
 
     def descriptor(self) -> Descriptor:
-        return self._desc
+        return _portable(self._desc)
 
 
 class LayoutIndex(ImageIndexBase):
@@ -765,7 +765,7 @@ class LayoutIndex(ImageIndexBase):
         return self._layout.get(descriptor)
 
     def descriptor(self) -> Descriptor:
-        return self._desc
+        return _portable(self._desc)
 
 
 class LayoutRootIndex(LayoutIndex):
@@ -780,6 +780,14 @@ class LayoutRootIndex(LayoutIndex):
 
     def index_manifest(self) -> Index:
         return self._memo.get("index", lambda: Index.parse(self._raw, mt.OCI_INDEX))
+
+
+def _portable(desc: Descriptor) -> Descriptor:
+    """The entry's descriptor (platform, annotations) without this layout's ref name,
+    which would otherwise follow the image into indexes and other layouts."""
+    if desc.ref_name is None:
+        return desc
+    return desc.with_annotation_map({ANNOTATION_REF_NAME: None})
 
 
 def _read_desc(store: BlobStore, desc: Descriptor) -> bytes:

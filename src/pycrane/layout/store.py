@@ -63,11 +63,11 @@ _flights: dict[tuple[str, Digest], _Flight] = {}
 _flights_lock = threading.Lock()
 
 
-def _chunks(source: Source) -> Iterator[bytes]:
+def _chunks(source: Source) -> Iterator[bytes | memoryview]:
     if isinstance(source, bytes | bytearray | memoryview):
-        view = memoryview(source)
+        view = memoryview(source).cast("B")
         for i in range(0, len(view), CHUNK):
-            yield bytes(view[i : i + CHUNK])
+            yield view[i : i + CHUNK]
         return
     read = getattr(source, "read", None)
     if read is not None:
@@ -79,7 +79,7 @@ def _chunks(source: Source) -> Iterator[bytes]:
         return
     for chunk in source:
         if chunk:
-            yield bytes(chunk)
+            yield chunk
 
 
 class BlobStore:
