@@ -280,3 +280,24 @@ def test_layout_on_the_ci_volume(tmp_path: Path) -> None:
             import shutil
 
             shutil.rmtree(root, ignore_errors=True)
+
+
+def test_gc_skips_a_blob_held_open_on_windows_and_takes_it_later(
+    tmp_path: Path, windows_fs
+) -> None:
+    lay = Layout.create(tmp_path / "l")
+    img = random_image(1, 100, seed=12)
+    lay.append_image(img, ref_name="t")
+    lay.remove_descriptors(lambda d: True)
+    fs = windows_fs(tmp_path)
+    held = lay.store.path(img.layers()[0].digest())
+    with open(held, "rb"):
+        deleted = lay.gc()
+        assert img.layers()[0].digest() not in deleted
+        assert img.digest() in deleted
+        assert fs.errors[32] > 0
+        # A writer re-putting the blob that is still held finds it and succeeds.
+        with img.layers()[0].compressed() as f:
+            lay.store.put(f, digest=img.layers()[0].digest(), size=img.layers()[0].size())
+    assert lay.gc() == [img.layers()[0].digest()]
+    assert list(lay.store.digests()) == []
