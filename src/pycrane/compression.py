@@ -59,6 +59,13 @@ def detect(head: bytes) -> Compression:
     return "none"
 
 
+#: Compressed bytes read per step. zlib copies the unconsumed rest of its input on
+#: every call, and one step of a zero-filled layer can take a thousand calls.
+_GZIP_IN = 256 << 10
+#: Smallest output per decompress call, so one-byte reads do not cost a call each.
+_GZIP_MIN_OUT = 64 << 10
+
+
 class _GzipReader(io.RawIOBase):
     """Decompress a gzip stream (possibly multi-member) in bounded memory.
 
@@ -91,7 +98,7 @@ class _GzipReader(io.RawIOBase):
         try:
             while not self._out:
                 if not self._in and not self._src_eof:
-                    self._in = self._raw.read(CHUNK)
+                    self._in = self._raw.read(_GZIP_IN)
                     self._src_eof = not self._in
                 if self._d.eof:
                     if not self._in:
@@ -104,9 +111,11 @@ class _GzipReader(io.RawIOBase):
                         )
                     self._d = self._new_decomp()  # the next member of a multi-member stream
                 if self._in:
-                    out = self._d.decompress(self._in, want)
+                    out = self._d.decompress(self._in, max(want, _GZIP_MIN_OUT))
                     self._in = self._d.unused_data if self._d.eof else self._d.unconsumed_tail
-                    if out:
+                    if len(out) > want:
+                        self._out = out  # a tiny read: keep the rest for the next ones
+                    elif out:
                         view[: len(out)] = out
                         return len(out)
                     continue
