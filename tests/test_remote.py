@@ -101,9 +101,11 @@ def test_push_index_and_select_platform(registry_server: Any, client: Client) ->
         client.index(f"{registry_server.host}/{ref.split('/', 1)[1].split(':')[0]}@{arm.digest()}")
 
 
-def test_get_by_digest_verifies_and_missing_is_not_found(distribution: Any, client: Client) -> None:
+def test_get_by_digest_verifies_and_missing_is_not_found(
+    registry_server: Any, client: Client
+) -> None:
     img = random_image(1, 64, seed=3)
-    repo = f"{distribution.host}/{unique('rt/dig')}"
+    repo = f"{registry_server.host}/{unique('rt/dig')}"
     client.write_image(f"{repo}:t", img)
     rd = client.get(f"{repo}@{img.digest()}")
     assert rd.digest == img.digest()
@@ -111,16 +113,16 @@ def test_get_by_digest_verifies_and_missing_is_not_found(distribution: Any, clie
         client.get(f"{repo}:missing")
     assert client.exists(f"{repo}:missing") is None
     with pytest.raises(RegistryError) as ei:
-        client.get(f"{distribution.host}/{unique('nope/repo')}:x")
+        client.get(f"{registry_server.host}/{unique('nope/repo')}:x")
     assert ei.value.status == 404
     assert "\n" not in str(ei.value)
 
 
 def test_blobs_are_uploaded_once_and_skipped_when_present(
-    distribution: Any, client: Client
+    registry_server: Any, client: Client
 ) -> None:
     img = random_image(2, 1024, duplicate_empty_layers=3, seed=4)
-    repo = f"{distribution.host}/{unique('rt/dedup')}"
+    repo = f"{registry_server.host}/{unique('rt/dedup')}"
     events: list[tuple[str, str, bool]] = []
 
     class Sink:
@@ -142,19 +144,19 @@ def test_blobs_are_uploaded_once_and_skipped_when_present(
     assert all(e[2] for e in events)
 
 
-def test_large_blob_streams_through_patch(distribution: Any) -> None:
+def test_large_blob_streams_through_patch(registry_server: Any) -> None:
     c = Client(monolithic_limit=1 << 20)
     img = random_image(1, 3 << 20, seed=5)
-    ref = f"{distribution.host}/{unique('rt/large')}:v"
+    ref = f"{registry_server.host}/{unique('rt/large')}:v"
     c.write_image(ref, img)
     got = c.image(ref)
     assert layer_bytes(got.layers()[0]) == layer_bytes(img.layers()[0])
 
 
-def test_chunked_upload_with_content_range(distribution: Any) -> None:
+def test_chunked_upload_with_content_range(registry_server: Any) -> None:
     c = Client(chunk_size=256 * 1024)
     img = random_image(1, 1 << 20, seed=6)
-    ref = f"{distribution.host}/{unique('rt/chunked')}:v"
+    ref = f"{registry_server.host}/{unique('rt/chunked')}:v"
     c.write_image(ref, img)
     assert layer_bytes(c.image(ref).layers()[0]) == layer_bytes(img.layers()[0])
 
@@ -197,9 +199,9 @@ def test_copy_between_registries_streams(
     assert c2.image(dst2, "linux/arm64").digest() == c2.image(src, "linux/arm64").digest()
 
 
-def test_copy_all_tags_and_no_clobber(distribution: Any, client: Client) -> None:
-    src_repo = f"{distribution.host}/{unique('cp/all')}"
-    dst_repo = f"{distribution.host}/{unique('cp/alldst')}"
+def test_copy_all_tags_and_no_clobber(registry_server: Any, client: Client) -> None:
+    src_repo = f"{registry_server.host}/{unique('cp/all')}"
+    dst_repo = f"{registry_server.host}/{unique('cp/alldst')}"
     imgs = {f"t{i}": random_image(1, 128, seed=100 + i) for i in range(5)}
     for t, img in imgs.items():
         client.write_image(f"{src_repo}:{t}", img)
@@ -212,8 +214,8 @@ def test_copy_all_tags_and_no_clobber(distribution: Any, client: Client) -> None
         client.copy(f"{src_repo}:t0", f"{dst_repo}:t1", no_clobber=True)
 
 
-def test_list_tags_paginates(distribution: Any, client: Client) -> None:
-    repo = f"{distribution.host}/{unique('ls/p')}"
+def test_list_tags_paginates(registry_server: Any, client: Client) -> None:
+    repo = f"{registry_server.host}/{unique('ls/p')}"
     img = random_image(1, 32, seed=9)
     client.write_image(f"{repo}:base", img)
     names = [f"v{i:02d}" for i in range(12)]
@@ -221,12 +223,12 @@ def test_list_tags_paginates(distribution: Any, client: Client) -> None:
         client.tag(f"{repo}:base", n)
     assert sorted(client.list_tags(repo, page_size=5)) == sorted([*names, "base"])
     assert sorted(remote.list_tags(repo, client=client)) == sorted([*names, "base"])
-    cat = client.catalog(distribution.host, page_size=3)
+    cat = client.catalog(registry_server.host, page_size=3)
     assert repo.split("/", 1)[1] in cat
 
 
-def test_delete_by_digest_and_by_tag(distribution: Any, client: Client) -> None:
-    repo = f"{distribution.host}/{unique('del/r')}"
+def test_delete_by_digest_and_by_tag(registry_server: Any, client: Client) -> None:
+    repo = f"{registry_server.host}/{unique('del/r')}"
     a, b = random_image(1, 32, seed=10), random_image(1, 32, seed=11)
     client.write_image(f"{repo}:a", a)
     client.write_image(f"{repo}:b", b)
@@ -250,8 +252,8 @@ def _artifact(subject: Descriptor, artifact_type: str, payload: bytes) -> Simple
     return SimpleImage(man, b"{}", [blob])
 
 
-def test_referrers_fallback_tag_schema(distribution: Any, client: Client) -> None:
-    repo = f"{distribution.host}/{unique('ref/r')}"
+def test_referrers_fallback_tag_schema(registry_server: Any, client: Client) -> None:
+    repo = f"{registry_server.host}/{unique('ref/r')}"
     img = random_image(1, 64, seed=12)
     client.write_image(f"{repo}:v", img)
     subject = img.descriptor()
@@ -268,7 +270,7 @@ def test_referrers_fallback_tag_schema(distribution: Any, client: Client) -> Non
     only = client.referrers(f"{repo}:v", artifact_type="application/vnd.example.sbom")
     assert [d.digest for d in only.manifests] == [sbom.digest()]
     # Copy with referrers brings them along.
-    dst = f"{distribution.host}/{unique('ref/dst')}"
+    dst = f"{registry_server.host}/{unique('ref/dst')}"
     client.copy(f"{repo}:v", f"{dst}:v", referrers=True)
     copied = client.referrers(f"{dst}:v")
     assert sorted(str(d.digest) for d in copied.manifests) == sorted(
@@ -276,20 +278,20 @@ def test_referrers_fallback_tag_schema(distribution: Any, client: Client) -> Non
     )
 
 
-def test_digest_mismatch_on_put_by_wrong_digest(distribution: Any, client: Client) -> None:
+def test_digest_mismatch_on_put_by_wrong_digest(registry_server: Any, client: Client) -> None:
     img = random_image(1, 16, seed=13)
     other = random_image(1, 16, seed=14)
     with pytest.raises(DigestMismatch):
         client.put_manifest(
-            f"{distribution.host}/{unique('bad/r')}@{other.digest()}",
+            f"{registry_server.host}/{unique('bad/r')}@{other.digest()}",
             img.raw_manifest(),
             img.media_type(),
         )
 
 
-def test_docker_media_types_and_zstd_layers(distribution: Any, client: Client) -> None:
+def test_docker_media_types_and_zstd_layers(registry_server: Any, client: Client) -> None:
     img = random_image(2, 256, seed=15, media_type=mt.DOCKER_MANIFEST)
-    ref = f"{distribution.host}/{unique('mt/docker')}:v"
+    ref = f"{registry_server.host}/{unique('mt/docker')}:v"
     client.write_image(ref, img)
     assert client.head(ref).media_type == mt.DOCKER_MANIFEST
     assert client.get(ref).raw == img.raw_manifest()
@@ -297,7 +299,7 @@ def test_docker_media_types_and_zstd_layers(distribution: Any, client: Client) -
     from pycrane.random import image_from_layers
 
     zimg = image_from_layers([zl])
-    zref = f"{distribution.host}/{unique('mt/zstd')}:v"
+    zref = f"{registry_server.host}/{unique('mt/zstd')}:v"
     client.write_image(zref, zimg)
     got = client.image(zref).layers()[0]
     assert got.media_type() == mt.OCI_LAYER_ZSTD
@@ -336,13 +338,13 @@ def test_inline_data_needs_no_request(distribution: Any, client: Client) -> None
         layer_bytes(RemoteLayer(client, Repository.parse(f"{distribution.host}/n/h"), bad))
 
 
-def test_concurrent_pushes_of_overlapping_images(distribution: Any) -> None:
+def test_concurrent_pushes_of_overlapping_images(registry_server: Any) -> None:
     c = Client(jobs=4)
     shared = [random_layer(2048, seed=200 + i) for i in range(3)]
     from pycrane.random import image_from_layers
 
     imgs = [image_from_layers([*shared, random_layer(512, seed=300 + i)]) for i in range(6)]
-    repo = f"{distribution.host}/{unique('conc/r')}"
+    repo = f"{registry_server.host}/{unique('conc/r')}"
     errors: list[BaseException] = []
 
     def push(i: int) -> None:
