@@ -397,3 +397,14 @@ def test_agrees_with_the_gzip_and_zstd_tools() -> None:
             assert _tool(*argv, data=blob[:cut]).returncode != 0
             _expect_error(blob[:cut], kind)
         assert _tool(*argv, data=blob).returncode == 0
+
+
+def test_tiny_reads_from_the_raw_gzip_reader() -> None:
+    """Reads smaller than one decompress step are served from what that step produced."""
+    data = _payload(300_000, 8)
+    reader = compression._GzipReader(_src(_compress(data, "gzip") + gzip.compress(b"tail")))
+    out = bytearray()
+    buf = bytearray(7)
+    while n := reader.readinto(buf):
+        out += buf[:n]
+    assert bytes(out) == data + b"tail"
