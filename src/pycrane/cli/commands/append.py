@@ -14,32 +14,20 @@ from pycrane.v1.image import Image, Layer
 
 __all__ = ["append", "load_layers"]
 
-BASE_NAME = "org.opencontainers.image.base.name"
-BASE_DIGEST = "org.opencontainers.image.base.digest"
 
+def load_layers(paths: tuple[str, ...]) -> list[Layer]:
+    """Layers from tar files (plain, gzip or zstd); ``-`` streams one from stdin.
 
-def load_layers(paths: tuple[str, ...], *, docker: bool) -> list[Layer]:
-    """Layers from tar files (plain, gzip or zstd); ``-`` streams one from stdin."""
+    A Docker base gets Docker layer media types from :func:`pycrane.mutate.append_layers`.
+    """
     from pycrane import tarball
-    from pycrane.tarball.layer import media_type_for
 
-    layers: list[Layer] = []
     if paths.count("-") > 1:
         raise click.UsageError("stdin ('-') can be given as a layer only once")
-    for p in paths:
-        if p == "-":
-            layer: Layer = tarball.layer_from_reader(sys.stdin.buffer)
-        else:
-            layer = tarball.layer_from_file(p)
-        if docker and not layer.media_type().startswith("application/vnd.docker."):
-            # A Docker schema 2 manifest must list Docker layer types.
-            comp = mt.compression_of(layer.media_type())
-            if p == "-":
-                layer = tarball.layer_from_reader(sys.stdin.buffer)  # pragma: no cover
-            else:
-                layer = tarball.layer_from_file(p, media_type=media_type_for(comp, docker=True))
-        layers.append(layer)
-    return layers
+    return [
+        tarball.layer_from_reader(sys.stdin.buffer) if p == "-" else tarball.layer_from_file(p)
+        for p in paths
+    ]
 
 
 @command("append")
@@ -83,12 +71,15 @@ def append(
         base_img = empty_image(
             opts.platform, media_type=mt.OCI_MANIFEST if oci_empty_base else mt.DOCKER_MANIFEST
         )
-    docker = base_img.media_type() == mt.DOCKER_MANIFEST
-    img: Image = mutate.append_layers(base_img, load_layers(new_layers, docker=docker))
+    img: Image = mutate.append_layers(base_img, load_layers(new_layers))
     if set_base_image_annotations and base:
         img = mutate.annotations(
-            img, {BASE_NAME: str(base_ref), BASE_DIGEST: str(base_img.digest())}
-        )  # type: ignore[assignment]
+            img,
+            {
+                mutate.ANNOTATION_BASE_NAME: str(base_ref),
+                mutate.ANNOTATION_BASE_DIGEST: str(base_img.digest()),
+            },
+        )
     if output:
         save_tarball(output, new_tag, img)
         return

@@ -8,7 +8,6 @@ from pycrane.cli._options import Options, command
 from pycrane.cli.commands._publish import push_result, save_tarball, target_ref
 from pycrane.cli.commands._resolve import image_or_index
 from pycrane.name import parse_reference
-from pycrane.v1 import mediatypes as mt
 from pycrane.v1.image import Image, ImageIndex, is_index
 from pycrane.v1.platform import Platform
 
@@ -25,8 +24,9 @@ def parse_pairs(values: tuple[str, ...], flag: str) -> dict[str, str]:
     return out
 
 
-def _split(value: str | None) -> list[str] | None:
-    return None if value is None else [p for p in value.split(",")] if value else []
+def _split(value: str) -> list[str] | None:
+    """crane's comma lists; an empty value clears the field."""
+    return value.split(",") if value else None
 
 
 @command("mutate")
@@ -78,7 +78,7 @@ def mutate(
     if labels:
         changes["labels"] = labels
     if envs:
-        changes["env"] = [f"{k}={v}" for k, v in envs.items()]
+        changes["env"] = envs
     if entrypoint is not None:
         changes["entrypoint"] = _split(entrypoint)
     if cmd is not None:
@@ -105,8 +105,7 @@ def mutate(
     if append_:
         from pycrane.cli.commands.append import load_layers
 
-        docker = obj.media_type() == mt.DOCKER_MANIFEST
-        obj = m.append_layers(obj, load_layers(append_, docker=docker))  # type: ignore[arg-type]
+        obj = m.append_layers(obj, load_layers(append_))  # type: ignore[arg-type]
     if changes:
         obj = m.config(obj, **changes)  # type: ignore[arg-type]
     if annotations:

@@ -7,6 +7,7 @@ import click
 from pycrane.cli._options import Options, command
 from pycrane.cli.commands._publish import push_result, target_ref
 from pycrane.name import parse_reference
+from pycrane.v1.image import Image
 
 __all__ = ["rebase"]
 
@@ -40,25 +41,15 @@ def rebase(
         raise click.UsageError("missing argument 'IMAGE'")
     ref = parse_reference(image)
     client = opts.client()
-    img = client.image(ref, platform=opts.platform)
-    old = client.image(parse_reference(old_base), platform=opts.platform) if old_base else None
-    new = client.image(parse_reference(new_base), platform=opts.platform) if new_base else None
-    if old is None or new is None:
-        anns = img.manifest().annotations
-        base_name = anns.get("org.opencontainers.image.base.name")
-        base_digest = anns.get("org.opencontainers.image.base.digest")
-        if new is None:
-            if not base_name:
-                raise click.UsageError(
-                    f"{image}: no --new_base and no org.opencontainers.image.base.name annotation"
-                )
-            new = client.image(parse_reference(base_name), platform=opts.platform)
-        if old is None:
-            if not base_name or not base_digest:
-                raise click.UsageError(
-                    f"{image}: no --old_base and no org.opencontainers.image.base.* annotations"
-                )
-            old_ref = parse_reference(base_name).repository.digest(base_digest)
-            old = client.image(old_ref, platform=opts.platform)
-    result = m.rebase(img, old, new)
+
+    def resolve(name: str) -> Image:
+        return client.image(parse_reference(name), platform=opts.platform)
+
+    img = resolve(image)
+    result = m.rebase(
+        img,
+        resolve(old_base) if old_base else None,
+        resolve(new_base) if new_base else None,
+        resolve=resolve,
+    )
     push_result(opts, target_ref(ref, tag, None, result), result)
