@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pycrane.errors import ManifestError
 from pycrane.mutate.image import JSON, DerivedImage
 from pycrane.mutate.ops import ANNOTATION_BASE_DIGEST, ANNOTATION_BASE_NAME
+from pycrane.name import parse_reference
 from pycrane.v1.image import Image
 
 __all__ = ["rebase"]
@@ -53,7 +54,8 @@ def rebase(
                 f"{what}: base {base_name} comes from annotations; pass resolve= to fetch it"
             )
         if old_base is None:
-            old_base = resolve(f"{base_name.split('@')[0]}@{ann[ANNOTATION_BASE_DIGEST]}")
+            repo = parse_reference(base_name).repository.name
+            old_base = resolve(f"{repo}@{ann[ANNOTATION_BASE_DIGEST]}")
         if new_base is None:
             new_base = resolve(base_name)
     old_layers = old_base.manifest().layers
