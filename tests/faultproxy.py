@@ -43,7 +43,8 @@ class Fault:
     ``truncate`` (send only ``after`` body bytes with a matching Content-Length),
     ``corrupt`` (flip the byte at ``after`` of the body), ``ignore_range`` (strip the
     request's Range header so the registry answers 200), ``reset`` (close the
-    connection without answering).
+    connection without answering), ``redirect`` (answer 307 to a fake blob storage on
+    another port, which logs the headers it receives in ``storage_log``).
     """
 
     kind: str
@@ -77,10 +78,14 @@ class FaultProxy:
     upstream: str
     faults: list[Fault] = field(default_factory=list)
     log: list[Logged] = field(default_factory=list)
+    #: Requests the fake blob storage (another port: another host) received, with headers.
+    storage_log: list[dict[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
+        self._storage: ThreadingHTTPServer | None = None
+        self._stored: dict[str, tuple[bytes, list[tuple[str, str]]]] = {}
 
     def add(self, fault: Fault) -> Fault:
         with self._lock:
@@ -146,10 +151,56 @@ class FaultProxy:
         return self
 
     def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
+        for srv in (self._httpd, self._storage):
+            if srv is not None:
+                srv.shutdown()
+                srv.server_close()
+        self._httpd = self._storage = None
+
+    def _storage_url(self, key: str) -> str:
+        """Start the fake blob storage on first use; the URL that serves ``key``."""
+        with self._lock:
+            if self._storage is None:
+                proxy = self
+
+                class Storage(BaseHTTPRequestHandler):
+                    protocol_version = "HTTP/1.1"
+
+                    def log_message(self, format: str, *args: object) -> None:
+                        pass
+
+                    def do_GET(self) -> None:
+                        with proxy._lock:
+                            proxy.storage_log.append(dict(self.headers.items()))
+                            item = proxy._stored.get(self.path.rsplit("/", 1)[-1])
+                        if item is None:
+                            self.send_response(404)
+                            self.send_header("Content-Length", "0")
+                            self.end_headers()
+                            return
+                        data, headers = item
+                        rng = self.headers.get("Range")
+                        start = int(rng.split("=")[1].split("-")[0]) if rng else 0
+                        self.send_response(206 if rng else 200)
+                        for k, v in headers:
+                            self.send_header(k, v)
+                        if rng:
+                            self.send_header(
+                                "Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}"
+                            )
+                        self.send_header("Content-Length", str(len(data) - start))
+                        self.end_headers()
+                        self.wfile.write(data[start:])
+
+                self._storage = ThreadingHTTPServer(("127.0.0.1", 0), Storage)
+                self._storage.daemon_threads = True
+                threading.Thread(
+                    target=self._storage.serve_forever,
+                    kwargs={"poll_interval": 0.05},
+                    daemon=True,
+                ).start()
+            port = self._storage.server_address[1]
+        return f"http://127.0.0.1:{port}/_storage/{key}"
 
     # -- request handling ------------------------------------------------------------
 
@@ -220,8 +271,19 @@ class FaultProxy:
                 if method == "HEAD"
                 else self._take(method, path, ("drop", "truncate", "corrupt"), len(data))
             )
-            h.send_response_only(resp.status, resp.reason)
+            redirecting = (
+                mutate is None
+                and resp.status == 200
+                and method == "GET"
+                and any(f.kind == "redirect" and f.matches(method, path) for f in self.faults)
+            )
+            if redirecting:
+                h.send_response_only(307, "Temporary Redirect")
+            else:
+                h.send_response_only(resp.status, resp.reason)
             for k, v in resp.getheaders():
+                if redirecting:
+                    break
                 if k.lower() in _HOP or k.lower() == "content-length":
                     continue
                 h.send_header(k, v)
@@ -232,6 +294,18 @@ class FaultProxy:
                 elif mutate.kind == "corrupt" and data:
                     i = min(mutate.after, len(data) - 1)
                     data = data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1 :]
+            if mutate is None and resp.status == 200 and method == "GET":
+                redirect = self._take(method, path, ("redirect",))
+                if redirect is not None:
+                    entry.fault = "redirect"
+                    key = f"{len(self._stored)}-{abs(hash(path))}"
+                    kept = [(k, v) for k, v in resp.getheaders() if k.lower() == "content-type"]
+                    with self._lock:
+                        self._stored[key] = (data, kept)
+                    h.send_header("Location", self._storage_url(key))
+                    h.send_header("Content-Length", "0")
+                    h.end_headers()
+                    return
             if method == "HEAD":
                 h.send_header("Content-Length", length or "0")
             else:

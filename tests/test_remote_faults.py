@@ -15,7 +15,7 @@ from pycrane.errors import (
     VerificationError,
 )
 from pycrane.random import random_image
-from pycrane.remote import Client, RetryPolicy
+from pycrane.remote import Client, Credential, RetryPolicy
 from pycrane.v1.image import Image
 from tests.faultproxy import Fault, FaultProxy
 from tests.fixtures_distribution import free_port
@@ -198,3 +198,37 @@ def test_connection_refused_is_transport_error() -> None:
     assert f"127.0.0.1:{port}" in str(ei.value)
     assert "\n" not in str(ei.value)
     assert isinstance(ei.value, PycraneError)
+
+
+def test_redirect_to_other_host_carries_no_credentials(distribution_htpasswd: Any) -> None:
+    reg = distribution_htpasswd
+    img = random_image(2, 20_000, seed=81)
+    auth = Credential(reg.username, reg.password)
+    path = f"faults/redir{next(_n)}:v"
+    Client(auth=auth, retry=FAST).write_image(f"{reg.host}/{path}", img)
+    p = FaultProxy(reg.host).start()
+    try:
+        p.add(Fault("redirect", match=r"/blobs/sha256:", method="GET", count=-1))
+        got = pull_all(Client(auth=auth, retry=FAST), f"{p.host}/{path}")
+        assert got == expected_layers(img)
+        assert len(p.storage_log) >= 2  # config blob and layers came from "storage"
+        assert all("Authorization" not in h for h in p.storage_log)
+        assert all(h.get("User-Agent", "").startswith("pycrane/") for h in p.storage_log)
+    finally:
+        p.stop()
+
+
+def test_abandoned_blob_readers_do_not_block_others(
+    proxy: FaultProxy, seeded: tuple[str, Image]
+) -> None:
+    path, img = seeded
+    c = Client(retry=FAST, jobs=2)
+    ref = f"{proxy.host}/{path}"
+    abandoned = []
+    for _ in range(40):  # far more than the pool size; never closed
+        r = c.image(ref).layers()[0].compressed()
+        r.read(10)
+        abandoned.append(r)
+    assert pull_all(c, ref) == expected_layers(img)
+    for r in abandoned:
+        r.close()
