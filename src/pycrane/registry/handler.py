@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import socket
 import ssl
@@ -49,6 +50,8 @@ _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _DRAIN_LIMIT = 1024 * 1024
 _CONTENT_RANGE = re.compile(r"(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?\Z")
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)\Z")
+#: Without os.sendfile (Windows), socket.sendfile falls back to 8 KiB sends: use 1 MiB ones.
+_SENDFILE = hasattr(os, "sendfile")
 
 
 def _parse_digest(value: str, code: str = "DIGEST_INVALID") -> Digest:
@@ -82,7 +85,7 @@ class RegistryHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "pycrane-registry"
     #: Idle keep-alive connections are dropped after this many seconds.
-    timeout = 120
+    timeout = 60
 
     def setup(self) -> None:
         super().setup()
@@ -147,8 +150,11 @@ class RegistryHandler(BaseHTTPRequestHandler):
         try:
             self._route()
         except ApiError as err:
-            self._finish_body()
-            self._error(err)
+            try:
+                self._finish_body()
+                self._error(err)
+            except OSError:  # the client is gone
+                self.close_connection = True
         except (ConnectionError, TimeoutError, ssl.SSLError):
             self.close_connection = True
         except Exception as exc:  # a bug: answer 500 rather than drop the connection
@@ -425,13 +431,13 @@ class RegistryHandler(BaseHTTPRequestHandler):
 
     def _send_file(self, f: BinaryIO, offset: int, count: int) -> None:
         sock = self.connection
-        if not isinstance(sock, ssl.SSLSocket):
+        if _SENDFILE and not isinstance(sock, ssl.SSLSocket):
             try:
                 f.fileno()
             except (OSError, ValueError, AttributeError):
                 pass
             else:
-                sent = sock.sendfile(f, offset, count)
+                sent = sock.sendfile(f, offset, count)  # zero-copy: os.sendfile
                 if sent != count:
                     raise ConnectionError(f"sent {sent} of {count} bytes")
                 return

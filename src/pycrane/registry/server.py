@@ -61,7 +61,7 @@ class RegistryHTTPServer(ThreadingHTTPServer):
         htpasswd: Htpasswd | None = None,
         ssl_context: ssl.SSLContext | None = None,
         read_only: bool = False,
-        max_threads: int = 64,
+        max_threads: int = 128,
         verbose: bool = False,
     ) -> None:
         if ":" in address[0]:
@@ -151,7 +151,7 @@ class RegistryServer:
         tls_cert: str | os.PathLike[str] | None = None,
         tls_key: str | os.PathLike[str] | None = None,
         read_only: bool = False,
-        max_threads: int = 64,
+        max_threads: int = 128,
         verbose: bool = False,
         username: str | None = None,
         password: str | None = None,
