@@ -168,7 +168,7 @@ def test_rebase() -> None:
 
 def test_rebase_refuses_an_image_not_built_on_old_base() -> None:
     old, new, app = _bases()
-    with pytest.raises(ManifestError, match="not based on .*: layer 0 is"):
+    with pytest.raises(ManifestError, match=r"not based on .*: layer 0 is"):
         mutate.rebase(app, new, old)
     with pytest.raises(ManifestError, match="the image only"):
         mutate.rebase(old, app, new)
