@@ -282,3 +282,18 @@ def test_progress_events(tmp_path: Path) -> None:
     s.put(b"12345", digest=_d(b"12345"), progress=Sink())
     s.put(b"12345", digest=_d(b"12345"), progress=Sink())
     assert seen == [("start", 5), ("advance", 5), ("finish", False), ("start", 5), ("finish", True)]
+
+
+def test_store_recovers_when_its_directories_are_removed(tmp_path: Path) -> None:
+    import shutil
+
+    s = BlobStore(tmp_path)
+    s.put(b"one")
+    shutil.rmtree(tmp_path / "blobs")
+    shutil.rmtree(tmp_path / "ingest")
+    assert s.put(b"two") == (_d(b"two"), 3)
+    assert s.read_bytes(_d(b"two")) == b"two"
+    with s.ingest() as w:
+        w.write(b"three")
+        w.commit()
+    assert s.exists(_d(b"three"), 5)

@@ -126,11 +126,20 @@ class BlobStore:
         """Where the blob lives (whether or not it exists)."""
         return self.root / "blobs" / digest.algorithm / digest.hex
 
-    def _ensure(self, sub: Path) -> None:
+    def _ensure(self, sub: Path, *, again: bool = False) -> None:
         key = str(sub)
-        if key not in self._made:
+        if again or key not in self._made:
             _fs.ensure_dir(sub, durable=self.fsync)
             self._made.add(key)
+
+    def _mkstemp(self, prefix: str) -> tuple[BinaryIO, Path]:
+        """A temp file in ``ingest/`` (recreated if someone removed the directory)."""
+        self._ensure(self.ingest_dir)
+        try:
+            return _fs.mkstemp(self.ingest_dir, prefix=prefix, suffix=".tmp")
+        except FileNotFoundError:
+            self._ensure(self.ingest_dir, again=True)
+            return _fs.mkstemp(self.ingest_dir, prefix=prefix, suffix=".tmp")
 
     # ------------------------------------------------------------------ reads
 
@@ -341,11 +350,9 @@ class BlobStore:
         size: int | None,
         progress: ProgressSink | None,
     ) -> tuple[Digest, int]:
-        self._ensure(self.ingest_dir)
         what = f"blob {digest}" if digest is not None else "blob"
         algorithm = digest.algorithm if digest is not None else "sha256"
-        prefix = digest.hex[:12] + "." if digest is not None else "put."
-        f, tmp = _fs.mkstemp(self.ingest_dir, prefix=prefix, suffix=".tmp")
+        f, tmp = self._mkstemp(digest.hex[:12] + "." if digest is not None else "put.")
         try:
             h = DigestHasher(algorithm)
             with f:
@@ -380,8 +387,15 @@ class BlobStore:
             if self._trusted_size(digest, size) is not None:
                 _fs.discard(tmp)
                 return
-            if _fs.publish(tmp, self.path(digest), durable=self.fsync):
-                return
+            try:
+                if _fs.publish(tmp, self.path(digest), durable=self.fsync):
+                    return
+            except FileNotFoundError:
+                if not os.path.lexists(tmp):
+                    raise
+                # blobs/<alg> was removed under us (a manual cleanup): make it again.
+                self._ensure(self.blobs_dir / digest.algorithm, again=True)
+                continue
             # Someone published between our check and our publish; check theirs.
             if self._trusted_size(digest, size) is not None:
                 return
@@ -473,12 +487,12 @@ class BlobWriter:
         self._hasher = DigestHasher(algorithm)
         self._done = False
         self._lock: filelock.BaseFileLock | None = None
-        store._ensure(store.ingest_dir)
         self._dir: Path | None
         if ref is None:
             self._dir = None
-            self._f, self._data = _fs.mkstemp(store.ingest_dir, prefix="w.", suffix=".tmp")
+            self._f, self._data = store._mkstemp("w.")
             return
+        store._ensure(store.ingest_dir)
         safe = _safe_ref(ref)
         self._dir = store.ingest_dir / safe
         self._lock = filelock.FileLock(
