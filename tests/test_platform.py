@@ -50,6 +50,8 @@ def test_parse(text: str, expected: Platform) -> None:
         "lin ux/amd64",
         "linux/amd64:10 0",
         "linux/amd64:😀",
+        "linux/a*",
+        "**/amd64",
     ],
 )
 def test_parse_invalid(text: str) -> None:
@@ -124,6 +126,14 @@ def test_normalized(given_: str, normal: str) -> None:
         ("windows/amd64:10.0.17763.1", "windows/amd64:10.0.17763.1", True),
         ("windows/amd64:10.0.17763.1", "windows/amd64:10.0.20348.1", False),
         ("windows/amd64:10.0.17763.1", "windows/amd64", False),
+        ("linux/*", "linux/arm64/v8", True),
+        ("linux/*", "linux/s390x", True),
+        ("linux/*", "windows/amd64", False),
+        ("*/arm64", "darwin/aarch64", True),
+        ("*/arm64", "linux/amd64", False),
+        ("*/*", "plan9/mips", True),
+        ("linux/arm/*", "linux/arm/v6", True),
+        ("linux/arm/*", "linux/arm64", False),
     ],
 )
 def test_satisfied_by(want: str, offered: str, ok: bool) -> None:
@@ -249,6 +259,8 @@ def _pick(children: list[str | None], want: str) -> int | None:
         ),
         (["windows/amd64:10.0.17763.1"], "windows/amd64", 0),
         ([], "linux/amd64", None),
+        (["windows/amd64", "linux/s390x", "linux/amd64"], "linux/*", 1),
+        (["linux/arm/v6", "linux/arm/v7"], "linux/arm/*", 0),
     ],
 )
 def test_select(children: list[str | None], want: str, index: int | None) -> None:
@@ -265,15 +277,33 @@ def test_select_accepts_platform_objects_and_default() -> None:
 
 # --- properties ----------------------------------------------------------------------------------
 
-_oses = st.sampled_from(["linux", "windows", "darwin", "Linux", "macos", "freebsd"])
+_oses = st.sampled_from(["linux", "windows", "darwin", "Linux", "macos", "freebsd", "*"])
 _arches = st.sampled_from(
     [
         *("amd64", "x86_64", "x86-64", "AMD64", "arm64", "aarch64", "arm", "armhf", "armel"),
-        *("386", "i386", "i686", "ppc64le", "s390x", "riscv64", "mips64le"),
+        *("386", "i386", "i686", "ppc64le", "s390x", "riscv64", "mips64le", "*"),
     ]
 )
 _variants = st.sampled_from(
-    [None, "v1", "v2", "v3", "v5", "v6", "v7", "v8", "v9", "5", "6", "7", "8", "9", "v8.0", "V8"]
+    [
+        None,
+        "v1",
+        "v2",
+        "v3",
+        "v5",
+        "v6",
+        "v7",
+        "v8",
+        "v9",
+        "5",
+        "6",
+        "7",
+        "8",
+        "9",
+        "v8.0",
+        "V8",
+        "*",
+    ]
 )
 _versions = st.sampled_from([None, "10.0.17763.1", "10.0.20348.2"])
 
@@ -304,6 +334,21 @@ def test_matching_is_reflexive(p: Platform) -> None:
 def test_a_variantless_want_matches_every_variant(p: Platform, variant: str | None) -> None:
     want = Platform(p.os, p.architecture)
     assert want.satisfied_by(Platform(p.os, p.architecture, variant, p.os_version))
+    assert Platform(p.os, p.architecture, "*").satisfied_by(
+        Platform(p.os, p.architecture, variant, p.os_version)
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(platforms(), platforms())
+def test_wildcards_accept_whatever_they_stand_for(want: Platform, offered: Platform) -> None:
+    wild = Platform("*", "*", None, want.os_version)
+    assert wild.satisfied_by(offered) == (
+        want.os_version is None or want.os_version == offered.os_version
+    )
+    if want.satisfied_by(offered):
+        assert Platform("*", want.architecture, want.variant, want.os_version).satisfied_by(offered)
+        assert Platform(want.os, "*", None, want.os_version).satisfied_by(offered)
 
 
 @settings(max_examples=300, deadline=None)

@@ -20,9 +20,11 @@ from pycrane.errors import InvalidPlatform, ManifestError
 if TYPE_CHECKING:
     from pycrane.v1.descriptor import Descriptor
 
-__all__ = ["DEFAULT_PLATFORM", "Platform", "select"]
+__all__ = ["DEFAULT_PLATFORM", "WILDCARD", "Platform", "select"]
 
-_PART = re.compile(r"[A-Za-z0-9_.+-]+")
+_PART = re.compile(r"[A-Za-z0-9_.+-]+|\*")
+#: In a wanted platform, ``*`` for the OS, architecture or variant accepts any value.
+WILDCARD = "*"
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ class Platform:
 
     @classmethod
     def parse(cls, value: str | Platform) -> Platform:
-        """Parse ``os/arch[/variant][:osversion]``, e.g. ``linux/arm64/v8``."""
+        """Parse ``os/arch[/variant][:osversion]``, e.g. ``linux/arm64/v8`` or ``linux/*``."""
         if isinstance(value, Platform):
             return value
         if not isinstance(value, str):
@@ -134,14 +136,16 @@ class Platform:
 
         OS and architecture must match after normalisation; the variant (normalised)
         and the OS version must match only when this platform sets them, so
-        ``linux/arm`` accepts ``arm/v6`` but ``linux/arm/v7`` does not; features
-        must be a subset.
+        ``linux/arm`` accepts ``arm/v6`` but ``linux/arm/v7`` does not; ``*`` as OS,
+        architecture or variant accepts anything; features must be a subset.
         """
         want = self.normalized()
         have = offered.normalized()
-        if want.os != have.os or want.architecture != have.architecture:
+        if want.os not in (WILDCARD, have.os):
             return False
-        if self.variant and want.variant != have.variant:
+        if want.architecture not in (WILDCARD, have.architecture):
+            return False
+        if self.variant and want.variant not in (WILDCARD, have.variant):
             return False
         if want.os_version and want.os_version != have.os_version:
             return False
