@@ -538,6 +538,48 @@ def test_htpasswd_registry_auth(
     cli("auth", "login", "-q", reg.host, "-u", reg.username, "-p", reg.password)
     assert cli.out("push", str(layout), f"{repo}:v1") == f"{repo}@{img.digest()}"
     assert cli.out("digest", f"{repo}:v1") == str(img.digest())
+    # -v logs each request and status on stderr, never the credentials.
+    p = cli("-v", "digest", f"{repo}:v1", ok=False)
+    assert p.returncode == 0 and p.stdout.decode().strip() == str(img.digest())
+    log = p.stderr.decode()
+    assert f"GET http://{reg.host}/v2/" in log and "/v2/cli/auth/manifests/v1" in log
+    assert "401" in log and "200" in log
+    import base64
+
+    basic = base64.b64encode(f"{reg.username}:{reg.password}".encode()).decode()
+    assert reg.password not in log and basic not in log
+
+
+def test_multi_entry_layout_needs_index(cli: Cli, registry: Any, tmp_path: Path) -> None:
+    layout = tmp_path / "two"
+    a, b = random_image(1, 100, seed=11), random_image(1, 100, seed=12)
+    Layout.create(layout).append(a, ref_name="a")
+    Layout.open(layout).append(b, ref_name="b")
+    repo = _repo(registry, "two")
+    assert "--index" in cli.fails("push", str(layout), f"{repo}:v1")
+    pushed = cli.out("push", "--index", str(layout), f"{repo}:v1")
+    kids = cli.out("index", "list", f"{repo}:v1").splitlines()
+    assert sorted(k.split("\t")[0] for k in kids) == sorted([str(a.digest()), str(b.digest())])
+    assert pushed == f"{repo}@{Layout.open(layout).index().digest}"
+
+
+def test_blob_into_a_closed_pipe_is_quiet(cli: Cli, big_image_ref: str) -> None:
+    repo, _ = big_image_ref.rsplit(":", 1)
+    raw = json.loads(cli("manifest", big_image_ref).stdout)
+    digest = raw["layers"][0]["digest"]
+    r, w = os.pipe()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pycrane", "blob", f"{repo}@{digest}"],
+        stdout=w,
+        stderr=subprocess.PIPE,
+        env=_env(None, cli.home),
+    )
+    os.close(w)
+    assert len(os.read(r, 100)) > 0
+    os.close(r)
+    _, err = proc.communicate(timeout=120)
+    assert err == b"", err
+    assert proc.returncode == 141
 
 
 @pytest.mark.distribution
@@ -570,3 +612,100 @@ def test_errors_are_one_line(cli: Cli, pycrane_registry: Any, tmp_path: Path) ->
     assert cli.fails("validate", code=2)
     assert "--format" in cli.fails("pull", "--format", "zip", "a", "b", code=2)
     assert not list(tmp_path.glob(".*"))
+
+
+# ------------------------------------------------------------------ terminal behaviour
+
+
+@pytest.fixture(scope="module")
+def big_image_ref(pycrane_registry: Any, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An image big enough that a pull takes a noticeable moment (3 x 16 MiB)."""
+    img = random_image(3, 16 << 20, seed=7)
+    layout = _layout_with(tmp_path_factory.mktemp("big") / "layout", img)
+    ref = f"{pycrane_registry.host}/cli/big:v1"
+    p = subprocess.run(
+        [sys.executable, "-m", "pycrane", "push", str(layout), ref],
+        capture_output=True,
+        env=_env(),
+        timeout=240,
+    )
+    assert p.returncode == 0, p.stderr
+    return ref
+
+
+def test_progress_bars_on_a_terminal_only(cli: Cli, big_image_ref: str, tmp_path: Path) -> None:
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    env = _env({"TERM": "xterm", "COLUMNS": "120"}, cli.home)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pycrane", "pull", big_image_ref, str(tmp_path / "tty.tar")],
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        env=env,
+    )
+    os.close(slave)
+    seen = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], 1.0)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            seen += chunk
+        elif proc.poll() is not None:
+            break
+    os.close(master)
+    assert proc.wait(timeout=120) == 0
+    assert proc.stdout is not None and proc.stdout.read() == b""  # bars never touch stdout
+    text = seen.decode(errors="replace")
+    assert "pull (3/3 blobs)" in text, text
+    assert "MiB" in text, text
+    # The same pull with stderr not a terminal (or -q on a terminal) prints nothing at all.
+    p = cli("pull", big_image_ref, str(tmp_path / "pipe.tar"))
+    assert p.stderr == b"" and p.stdout == b""
+
+
+def test_ctrl_c_leaves_nothing_half_written(cli: Cli, big_image_ref: str, tmp_path: Path) -> None:
+    import signal
+    import time
+
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    target = out_dir / "image.tar"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pycrane", "pull", big_image_ref, str(target)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_env(None, cli.home),
+    )
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        temps = [p for p in out_dir.iterdir() if p.name.startswith(".image.tar.")]
+        if temps and temps[0].stat().st_size > (4 << 20):
+            proc.send_signal(signal.SIGINT)
+            break
+        time.sleep(0.005)
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("the pull finished before it could be interrupted")
+    assert proc.returncode == 130, err
+    assert err.decode() == "pycrane: error: interrupted\n"
+    assert list(out_dir.iterdir()) == []  # no target, no temp file
+
+
+def test_e2e_script(tmp_path: Path) -> None:
+    script = Path(__file__).resolve().parent.parent / "scripts" / "e2e.sh"
+    p = subprocess.run(
+        ["bash", str(script)],
+        capture_output=True,
+        env=_env({"PYTHON": sys.executable, "TMPDIR": str(tmp_path)}),
+        timeout=280,
+    )
+    assert p.returncode == 0, p.stdout.decode() + p.stderr.decode()
+    assert "e2e: PASS:" in p.stdout.decode()
+    assert list(tmp_path.iterdir()) == []  # cleaned up after itself
