@@ -1,0 +1,98 @@
+"""Proxies from the environment, the crane-like module functions, and odd manifests."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from pycrane import remote
+from pycrane.errors import ManifestError, TransportError
+from pycrane.name import parse_reference
+from pycrane.random import random_image, random_index
+from pycrane.remote import Client, RemoteDescriptor, RetryPolicy
+from pycrane.v1 import mediatypes as mt
+from pycrane.v1.digest import Digest
+from tests.faultproxy import FaultProxy
+
+pytestmark = pytest.mark.distribution
+
+FAST = RetryPolicy(attempts=2, backoff=0.01, max_backoff=0.02)
+
+
+@pytest.fixture
+def forward_proxy(distribution: Any) -> Iterator[FaultProxy]:
+    # Go's HTTP server accepts absolute-form request targets, so the fault proxy
+    # doubles as a forward proxy to the one registry behind it.
+    p = FaultProxy(distribution.host).start()
+    try:
+        yield p
+    finally:
+        p.stop()
+
+
+def test_http_proxy_from_environment(
+    forward_proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", f"http://{forward_proxy.host}")
+    monkeypatch.setenv("HTTPS_PROXY", f"http://{forward_proxy.host}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    # A name that does not resolve: only the proxy can reach it. Not loopback, so
+    # https is tried first (the proxy refuses CONNECT) and insecure falls back to http.
+    c = Client(insecure=True, retry=FAST)
+    img = random_image(1, 64, seed=601)
+    ref = "registry.invalid:5000/proxied/img:v"
+    c.write_image(ref, img)
+    assert c.get(ref).raw == img.raw_manifest()
+    paths = [e.path for e in forward_proxy.log]
+    assert any(p.startswith("http://registry.invalid:5000/v2/proxied/img/") for p in paths)
+
+
+def test_no_proxy_bypasses(forward_proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTP_PROXY", f"http://{forward_proxy.host}")
+    monkeypatch.setenv("HTTPS_PROXY", f"http://{forward_proxy.host}")
+    monkeypatch.setenv("NO_PROXY", ".invalid")
+    with pytest.raises(TransportError):
+        Client(insecure=True, retry=FAST).get("registry.invalid:5000/proxied/img:v")
+    assert forward_proxy.log == []
+
+
+def test_module_functions_mirror_crane(registry_server: Any) -> None:
+    c = Client()
+    host = registry_server.host
+    idx = random_index(["linux/amd64", "linux/arm64"], seed=602)
+    remote.push(idx, f"{host}/fn/idx:v", client=c)
+    arm = next(d for d in idx.index_manifest().manifests if str(d.platform) == "linux/arm64")
+    assert remote.digest(f"{host}/fn/idx:v", client=c) == idx.digest()
+    assert remote.digest(f"{host}/fn/idx:v", platform="linux/arm64", client=c) == arm.digest
+    assert remote.manifest(f"{host}/fn/idx:v", client=c) == idx.raw_manifest()
+    cfg = json.loads(remote.config(f"{host}/fn/idx:v", platform="linux/arm64", client=c))
+    assert cfg["architecture"] == "arm64"
+    remote.tag(f"{host}/fn/idx:v", "w", client=c)
+    assert sorted(remote.list_tags(f"{host}/fn/idx", client=c)) == ["v", "w"]
+    remote.copy(f"{host}/fn/idx:v", f"{host}/fn/copy:v", platforms=["linux/amd64"], client=c)
+    assert remote.image(f"{host}/fn/copy:v", client=c).config_file().architecture == "amd64"
+    assert remote.delete(f"{host}/fn/copy:v", client=c) is not None
+    assert "fn/idx" in remote.catalog(host, client=c)
+    assert remote.referrers(f"{host}/fn/idx:v", client=c).manifests == ()
+    with pytest.raises(TypeError):
+        remote.get(f"{host}/fn/idx:v", client=c, insecure=True)
+
+
+def test_schema1_is_a_clear_manifest_error() -> None:
+    raw = json.dumps(
+        {"schemaVersion": 1, "name": "a/b", "tag": "v", "fsLayers": [], "history": []}
+    ).encode()
+    rd = RemoteDescriptor(
+        Client(),
+        parse_reference("127.0.0.1:1/a/b:v"),
+        raw,
+        mt.DOCKER_MANIFEST_SCHEMA1,
+        Digest.from_bytes(raw),
+    )
+    with pytest.raises(ManifestError, match="schema 1") as ei:
+        rd.image()
+    assert "\n" not in str(ei.value)
