@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -23,7 +24,7 @@ from pycrane.v1 import Digest
 
 pytestmark = pytest.mark.stress
 
-ROUNDS = int(os.environ.get("PYCRANE_STRESS_ROUNDS", "6"))
+ROUNDS = int(os.environ.get("PYCRANE_STRESS_ROUNDS", "10"))
 
 
 def _leftovers(path: Path) -> list[str]:
@@ -99,36 +100,39 @@ def test_same_image_16_threads_windows_rules(tmp_path: Path, windows_fs) -> None
 # ----------------------------------------------------------------- processes
 
 
-def _appender(path: str, worker: int, count: int, windows: bool) -> list[str]:
-    """Child process: append ``count`` distinct images (sharing an empty layer)."""
+def _emulator(path: str, windows: bool, **kw: Any) -> Any:
     import contextlib
 
-    ctx: Any = contextlib.nullcontext()
-    if windows:
-        from tests.winfs import emulate_windows
+    if not windows:
+        return contextlib.nullcontext()
+    from tests.winfs import emulate_windows
 
-        ctx = emulate_windows(path, rename_window=0.0005, antivirus=0.1, seed=worker)
+    # Peers see each other's open files through /proc, so a reader process holding
+    # index.json blocks a writer process's replace, as on Windows.
+    peers = os.path.join(os.path.dirname(path), "peers") if sys.platform == "linux" else None
+    return emulate_windows(path, peers_dir=peers, **kw)
+
+
+def _appender(path: str, worker: int, count: int, windows: bool) -> tuple[list[str], int]:
+    """Child process: append ``count`` distinct images (sharing an empty layer).
+
+    Returns the digests written and how many Windows errors were retried.
+    """
     out = []
-    with ctx:
+    with _emulator(path, windows, rename_window=0.0005, antivirus=0.1, seed=worker) as fs:
         lay = Layout.open(path, fsync=False)
         for i in range(count):
             img = random_image(1, 512, duplicate_empty_layers=2, seed=worker * 1000 + i)
             lay.append_image(img, ref_name=f"w{worker}-{i}", jobs=2)
             out.append(str(img.digest()))
-    return out
+        pushed_back = sum(fs.errors.values()) if fs is not None else 0
+    return out, pushed_back
 
 
 def _reader(path: str, stop: Any, windows: bool) -> tuple[int, int]:
     """Child process: read and parse index.json in a loop; return (reads, failures)."""
-    import contextlib
-
-    ctx: Any = contextlib.nullcontext()
-    if windows:
-        from tests.winfs import emulate_windows
-
-        ctx = emulate_windows(path)
     reads = failures = 0
-    with ctx:
+    with _emulator(path, windows):
         lay = Layout.open(path)
         while not stop.is_set():
             try:
@@ -154,7 +158,9 @@ def test_processes_append_while_others_read(tmp_path: Path, windows: bool) -> No
                 pool.apply_async(_appender, (str(path), w, per_writer, windows))
                 for w in range(writers)
             ]
-            written = [d for j in jobs for d in j.get(timeout=120)]
+            results = [j.get(timeout=120) for j in jobs]
+            written = [d for digests, _ in results for d in digests]
+            pushed_back = sum(n for _, n in results)
             stop.set()
             read_totals = [r.get(timeout=60) for r in readers]
     reads = sum(r for r, _ in read_totals)
@@ -164,7 +170,7 @@ def test_processes_append_while_others_read(tmp_path: Path, windows: bool) -> No
     print(
         f"\n{'windows rules' if windows else 'posix'}: {len(written)} appends by {writers} "
         f"processes, {reads} index.json reads, {failures} failed reads, "
-        f"{len(entries)} entries"
+        f"{len(entries)} entries, {pushed_back} emulated Windows errors met by writers"
     )
     assert failures == 0 and reads > 0
     assert sorted(str(d.digest) for d in entries) == sorted(written)

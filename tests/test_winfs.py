@@ -214,3 +214,37 @@ def test_store_survives_antivirus_and_mover_window(tmp_path: Path, windows_fs) -
     for b in blobs:
         assert store.read_bytes(Digest.from_bytes(b)) == b
     assert list(store.ingest_dir.iterdir()) == []
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc (Linux)")
+def test_a_peer_process_holding_a_file_blocks_replace(tmp_path: Path, windows_fs) -> None:
+    import subprocess
+    import sys
+
+    target = tmp_path / "index.json"
+    target.write_bytes(b"{}")
+    peers = tmp_path / "peers"
+    windows_fs(tmp_path, peers_dir=str(peers))
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; f=open(sys.argv[1],'rb'); print('ok', flush=True); sys.stdin.read()",
+            str(target),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ok"
+        (peers / str(holder.pid)).write_bytes(b"")
+        new = tmp_path / "new"
+        new.write_bytes(b"[]")
+        with pytest.raises(PermissionError) as e:
+            os.replace(new, target)
+        assert e.value.winerror == 5  # type: ignore[attr-defined]
+    finally:
+        holder.communicate("")
+    os.replace(new, target)
+    assert target.read_bytes() == b"[]"

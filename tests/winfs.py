@@ -82,6 +82,7 @@ class WindowsFS:
     posix_delete: bool = False
     seed: int | None = None
     rename_hook: Callable[[str, str], None] | None = None
+    peers_dir: str | None = None
     errors: Counter[int] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
@@ -113,6 +114,32 @@ class WindowsFS:
         except OSError:
             return None
         return (st.st_dev, st.st_ino)
+
+    def _peer_holds(self, key: Key) -> bool:
+        """Whether another emulated process has the file open (Linux: via /proc/<pid>/fd).
+
+        Every process that installs the emulator with the same ``peers_dir`` registers
+        its pid there; their handles are CPython handles (no share-delete), so they block
+        renames and deletes of the file and replaces onto it, across processes.
+        """
+        if self.peers_dir is None:
+            return False
+        for name in os.listdir(self.peers_dir):
+            if name == str(os.getpid()):
+                continue
+            fd_dir = f"/proc/{name}/fd"
+            try:
+                fds = os.listdir(fd_dir)
+            except OSError:
+                continue
+            for fd in fds:
+                try:
+                    st = _real.stat(f"{fd_dir}/{fd}")
+                except OSError:
+                    continue
+                if (st.st_dev, st.st_ino) == key:
+                    return True
+        return False
 
     def _live(self, key: Key) -> list[_Handle]:
         hs = [h for h in self._handles.get(key, ()) if h.alive()]
@@ -217,14 +244,18 @@ class WindowsFS:
                 return real(src, dst)  # raises FileNotFoundError as Windows would (2)
             if skey in self._pending:
                 raise self._fail(5, src, dst)
-            for h in self._live(skey):
-                if D not in h.share:
-                    raise self._fail(32, src, dst)
+            if any(D not in h.share for h in self._live(skey)) or self._peer_holds(skey):
+                raise self._fail(32, src, dst)
             dkey = self._key(dst)
             if dkey is not None:
                 if not replace:
                     raise self._fail(183, src, dst)
-                if os.path.isdir(dst) or dkey in self._pending or self._live(dkey):
+                if (
+                    os.path.isdir(dst)
+                    or dkey in self._pending
+                    or self._live(dkey)
+                    or self._peer_holds(dkey)
+                ):
                     raise self._fail(5, src, dst)
             done = threading.Event()
             self._add(
@@ -265,7 +296,7 @@ class WindowsFS:
             if key in self._pending:
                 raise self._fail(5, path)
             live = self._live(key)
-            if any(D not in h.share for h in live):
+            if any(D not in h.share for h in live) or self._peer_holds(key):
                 raise self._fail(32, path)
             if live and not self.posix_delete:
                 self._pending[key] = os.fspath(path)
@@ -322,6 +353,10 @@ _install_lock = threading.Lock()
 def emulate_windows(root: str | os.PathLike[str], **options: Any) -> Iterator[WindowsFS]:
     """Install the emulator for paths under ``root`` for the duration of the block."""
     fs = WindowsFS(os.fspath(root), **options)
+    if fs.peers_dir is not None:
+        os.makedirs(fs.peers_dir, exist_ok=True)
+        with _real.open(os.path.join(fs.peers_dir, str(os.getpid())), "w"):
+            pass
     with _install_lock:
         saved = {
             "os.open": os.open,
