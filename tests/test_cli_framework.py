@@ -124,6 +124,21 @@ def test_bad_platform_is_a_usage_error() -> None:
     assert "--platform" in one_error_line(p.stderr)
 
 
+def test_platform_lists_and_os_only() -> None:
+    from pycrane.cli._options import parse_platforms
+    from pycrane.v1.platform import Platform
+
+    assert parse_platforms(["all"]) == []
+    assert parse_platforms(["linux/amd64, linux/arm/v7", "windows/amd64:10.0.17763"]) == [
+        Platform("linux", "amd64"),
+        Platform("linux", "arm", "v7"),
+        Platform("windows", "amd64", os_version="10.0.17763"),
+    ]
+    (linux,) = parse_platforms(["linux"])
+    assert linux.satisfied_by(Platform("linux", "s390x"))
+    assert not linux.satisfied_by(Platform("windows", "amd64"))
+
+
 def test_global_flags_before_and_after_the_command(capsys: pytest.CaptureFixture[str]) -> None:
     from pycrane.cli._options import Options, parse_platforms
 

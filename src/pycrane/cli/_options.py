@@ -77,6 +77,10 @@ def parse_platforms(values: Sequence[str]) -> list[Platform]:
             part = part.strip()
             if not part or part == "all":
                 continue
+            head, colon, version = part.partition(":")
+            if "/" not in head:
+                # crane accepts an OS alone ("--platform linux"): any architecture.
+                part = f"{head}/*{colon}{version}"
             try:
                 out.append(Platform.parse(part))
             except InvalidPlatform as e:
