@@ -8,6 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pycrane import mutate
 from pycrane.layout import Layout
@@ -141,3 +143,92 @@ def test_hard_link_to_replaced_target_matches_umoci(tmp_path: Path) -> None:
     theirs = umoci_tree(img, tmp_path)
     ours = ours_tree(img, tmp_path)
     assert ours == theirs
+
+
+# -- differential testing: random layer stacks, umoci as the oracle -------------------
+
+_PATHS = ["a", "b", "a/x", "a/y", "a/x/deep", "b/z", "c"]
+
+
+def _parents(path: str) -> list[str]:
+    parts = path.split("/")[:-1]
+    return ["/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+@st.composite
+def _layer(draw: st.DrawFn) -> list[tuple]:
+    ops = draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["f", "d", "l", "wh", "opq", "h"]),
+                st.sampled_from(_PATHS),
+                st.binary(max_size=8),
+            ),
+            min_size=1,
+            max_size=8,
+        )
+    )
+    entries: list[tuple] = []
+    used: set[str] = set()  # paths this layer already says something about
+    non_dirs: set[str] = set()  # paths that are files/links/whiteouts in this layer
+    files: list[str] = []
+    dirs_done: set[str] = set()
+
+    def ok(path: str) -> bool:
+        return path not in used and not any(p in non_dirs for p in _parents(path))
+
+    def add_dirs(path: str) -> bool:
+        for p in _parents(path):
+            if p in non_dirs:
+                return False
+        for p in _parents(path):
+            if p not in dirs_done:
+                entries.append(E(p, "d"))
+                dirs_done.add(p)
+                used.add(p)
+        return True
+
+    # opaque markers first, right after their directory
+    for kind, path, _ in ops:
+        if kind == "opq" and path not in used and add_dirs(path + "/m"):
+            entries.append(E(path + "/.wh..wh..opq"))
+    for kind, path, data in ops:
+        if kind == "opq" or not ok(path) or any(path.startswith(d + "/") for d in non_dirs):
+            continue
+        if kind == "d":
+            if path in dirs_done or not add_dirs(path):
+                continue
+            entries.append(E(path, "d"))
+            dirs_done.add(path)
+        elif path in dirs_done:
+            continue
+        elif not add_dirs(path):
+            continue
+        elif kind == "f":
+            entries.append(E(path, "f", data))
+            files.append(path)
+        elif kind == "l":
+            entries.append(E(path, "l", "/" + _PATHS[len(data) % len(_PATHS)]))
+        elif kind == "wh":
+            parent, _, base = path.rpartition("/")
+            entries.append(E(f"{parent}/.wh.{base}" if parent else f".wh.{base}"))
+        elif kind == "h":
+            if not files:
+                continue
+            entries.append(E(path, "h", files[len(data) % len(files)]))
+        used.add(path)
+        if kind != "d":
+            non_dirs.add(path)
+    return entries
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(layers=st.lists(_layer(), min_size=1, max_size=4))
+def test_random_layer_stacks_match_umoci(layers: list, tmp_path_factory: pytest.TempPathFactory) -> None:
+    tmp = tmp_path_factory.mktemp("stack")
+    img = image_of(*layers)
+    assert ours_tree(img, tmp) == umoci_tree(img, tmp)
