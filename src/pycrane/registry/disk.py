@@ -43,6 +43,7 @@ import re
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -57,9 +58,11 @@ from pycrane.v1.digest import ALGORITHMS, Digest
 
 __all__ = ["IDLE_RELEASE", "DiskStorage"]
 
+#: Verified manifest bytes kept in memory (content is immutable per digest).
+MANIFEST_CACHE_BYTES = 16 * 1024 * 1024
 #: Seconds an upload writer may sit idle before its lock is released.
 IDLE_RELEASE = 1.0
-#: Abandoned ingests older than this are swept (at start, then every SWEEP_EVERY seconds).
+#: Abandoned ingests older than this are swept (at start, then at most every SWEEP_EVERY s).
 SWEEP_AGE = 24 * 3600.0
 SWEEP_EVERY = 3600.0
 
@@ -110,6 +113,9 @@ class DiskStorage:
         self._reaper: threading.Thread | None = None
         self._closed = False
         self._swept = time.monotonic()
+        self._manifests: OrderedDict[Digest, bytes] = OrderedDict()
+        self._manifests_size = 0
+        self._manifests_lock = threading.Lock()
         self.store.sweep(SWEEP_AGE)
 
     # -- paths --------------------------------------------------------------------------------
@@ -185,6 +191,9 @@ class DiskStorage:
     # -- uploads ------------------------------------------------------------------------------
 
     def upload_start(self, repo: str) -> str:
+        if time.monotonic() - self._swept > SWEEP_EVERY:
+            self._swept = time.monotonic()
+            self.store.sweep(SWEEP_AGE)
         session = uuid.uuid4().hex
         self._write_link(self._marker(repo, session), str(time.time()).encode())
         return session
@@ -220,11 +229,11 @@ class DiskStorage:
         while not self._closed:
             time.sleep(IDLE_RELEASE / 4)
             now = time.monotonic()
-            if now - self._swept > SWEEP_EVERY:
-                self._swept = now
-                self.store.sweep(SWEEP_AGE)
             with self._slots_lock:
                 slots = list(self._slots.items())
+                if not slots:  # nothing to watch: end; the next session starts a new reaper
+                    self._reaper = None
+                    return
             for session, slot in slots:
                 if now - slot.used < IDLE_RELEASE or not slot.lock.acquire(blocking=False):
                     continue
@@ -313,13 +322,32 @@ class DiskStorage:
         info = self._revision_info(repo, digest)
         if info is None:
             return None
+        raw = self._manifest_bytes(digest)
+        if raw is None:
+            return None
+        return StoredManifest(digest, str(info.get("mediaType")), raw)
+
+    def _manifest_bytes(self, digest: Digest) -> bytes | None:
+        """The verified bytes of a manifest, from the small in-memory cache when there."""
+        with self._manifests_lock:
+            raw = self._manifests.get(digest)
+            if raw is not None:
+                self._manifests.move_to_end(digest)
+                return raw
         try:
             raw = self.store.read_bytes(digest, verify=True)
         except NotFoundError:
             return None
         except (DigestMismatch, StoreError) as e:
-            raise StoreError(f"manifest {repo}@{digest}: stored content is damaged: {e}") from e
-        return StoredManifest(digest, str(info.get("mediaType")), raw)
+            raise StoreError(f"manifest {digest}: stored content is damaged: {e}") from e
+        with self._manifests_lock:
+            if digest not in self._manifests:
+                self._manifests[digest] = raw
+                self._manifests_size += len(raw)
+            while self._manifests_size > MANIFEST_CACHE_BYTES:
+                _, old = self._manifests.popitem(last=False)
+                self._manifests_size -= len(old)
+        return raw
 
     def manifest_put(
         self, repo: str, manifest: PushedManifest, raw: bytes, tag: str | None

@@ -129,17 +129,26 @@ class RegistryHandler(BaseHTTPRequestHandler):
         *,
         length: int | None = None,
     ) -> None:
-        """Status line and headers; the body too unless this is a HEAD request."""
-        self.send_response(status)
-        self.send_header("Docker-Distribution-API-Version", "registry/2.0")
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body) if length is None else length))
+        """Status line, headers and a small body in one write (the body is skipped for HEAD)."""
+        self.log_request(status)
+        n = len(body) if length is None else length
+        lines = [
+            f"{self.protocol_version} {status} {self.responses.get(status, ('',))[0]}",
+            f"Server: {self.server_version}",
+            f"Date: {self.date_time_string()}",
+            "Docker-Distribution-API-Version: registry/2.0",
+            *(f"{k}: {v}" for k, v in (headers or {}).items()),
+            f"Content-Length: {n}",
+        ]
         if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
+            lines.append("Connection: close")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         if body and self.command != "HEAD":
-            self.wfile.write(body)
+            self.wfile.write(head + body if len(body) <= 256 * 1024 else head)
+            if len(body) > 256 * 1024:
+                self.wfile.write(body)
+        else:
+            self.wfile.write(head)
 
     def _error(self, err: ApiError) -> None:
         headers = {"Content-Type": "application/json", **err.headers}
