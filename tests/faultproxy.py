@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import random
 import re
 import socket
 import threading
@@ -54,6 +55,8 @@ class Fault:
     status: int = 503
     retry_after: str | None = None
     after: int = 0
+    #: Chance that a matching request is hit (the proxy's RNG is seeded: reproducible).
+    probability: float = 1.0
     hits: int = 0
 
     def matches(self, method: str, path: str) -> bool:
@@ -80,9 +83,11 @@ class FaultProxy:
     log: list[Logged] = field(default_factory=list)
     #: Requests the fake blob storage (another port: another host) received, with headers.
     storage_log: list[dict[str, str]] = field(default_factory=list)
+    seed: int = 0
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
+        self._rng = random.Random(self.seed)
         self._httpd: ThreadingHTTPServer | None = None
         self._storage: ThreadingHTTPServer | None = None
         self._stored: dict[str, tuple[bytes, list[tuple[str, str]]]] = {}
@@ -106,6 +111,8 @@ class FaultProxy:
                 if body_len is not None and f.kind in ("drop", "truncate") and body_len <= f.after:
                     continue
                 if f.kind in kinds and f.matches(method, path):
+                    if f.probability < 1.0 and self._rng.random() >= f.probability:
+                        continue
                     if f.count > 0:
                         f.count -= 1
                     f.hits += 1

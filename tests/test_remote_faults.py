@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -232,3 +233,55 @@ def test_abandoned_blob_readers_do_not_block_others(
     assert pull_all(c, ref) == expected_layers(img)
     for r in abandoned:
         r.close()
+
+
+@pytest.mark.stress
+def test_concurrent_pulls_and_pushes_under_random_faults(distribution: Any) -> None:
+    """Every operation ends verified or with one PycraneError line; nothing hangs."""
+    p = FaultProxy(distribution.host, seed=1234).start()
+    try:
+        p.add(
+            Fault(
+                "drop",
+                match=r"/blobs/sha256:",
+                method="GET",
+                after=30_000,
+                count=-1,
+                probability=0.3,
+            )
+        )
+        p.add(Fault("status", status=503, count=-1, probability=0.1))
+        p.add(Fault("status", status=429, retry_after="0", count=-1, probability=0.05))
+        p.add(Fault("reset", count=-1, probability=0.03))
+        p.add(Fault("corrupt", match=r"/blobs/sha256:", method="GET", count=-1, probability=0.02))
+        images = [random_image(2, 60_000, seed=900 + i) for i in range(6)]
+        want = {img.digest(): expected_layers(img) for img in images}
+        c = Client(retry=FAST, jobs=3)
+        outcomes: list[str] = []
+        lock = threading.Lock()
+
+        def work(i: int) -> None:
+            img = images[i % len(images)]
+            ref = f"{p.host}/stress/r{i % 3}:i{i}"
+            try:
+                c.write_image(ref, img)
+                got = pull_all(c, ref)
+                assert got == want[img.digest()]
+                result = "ok"
+            except PycraneError as e:
+                assert "\n" not in str(e)
+                result = type(e).__name__
+            with lock:
+                outcomes.append(result)
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(18)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert not any(t.is_alive() for t in threads)
+        assert len(outcomes) == 18
+        assert outcomes.count("ok") >= 9, outcomes  # retries and resumes absorb most faults
+        assert any(e.fault for e in p.log)
+    finally:
+        p.stop()
