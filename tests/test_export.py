@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import tarfile
 from pathlib import Path
@@ -9,9 +10,11 @@ from pathlib import Path
 import pytest
 
 from pycrane import mutate
-from pycrane.errors import UnsafePathError
+from pycrane.errors import UnsafePathError, VerificationError
 from pycrane.mutate import safe_name
-from tests.test_export_helpers import E, image_of, names_in, tree_of, untar
+from pycrane.random import image_from_layers
+from pycrane.v1.image import BytesLayer
+from tests.test_export_helpers import E, image_of, names_in, tar_bytes, tree_of, untar
 
 
 def export_bytes(*layers: list) -> bytes:
@@ -132,3 +135,17 @@ def test_abandoned_extract_reader_can_be_closed() -> None:
     r = mutate.extract(img)
     assert r.read(1000)
     r.close()  # must not hang or leak: the generator closes its layer streams
+
+
+def test_corrupt_layer_fails_export() -> None:
+    good = BytesLayer(gzip.compress(tar_bytes([E("a", "f", b"x" * 1000)]), mtime=0))
+
+    class Tampered(BytesLayer):
+        def compressed(self):  # type: ignore[no-untyped-def]
+            # a valid gzip of a valid tar, but not the bytes the digest names
+            return io.BytesIO(gzip.compress(tar_bytes([E("a", "f", b"y" * 1000)]), mtime=0))
+
+    bad = Tampered(good.data, good.media_type(), diff_id=good.diff_id())
+    out = io.BytesIO()
+    with pytest.raises(VerificationError, match="digest mismatch"):
+        mutate.export(image_from_layers([bad]), out)

@@ -200,9 +200,7 @@ def _layer(draw: st.DrawFn) -> list[tuple]:
                 continue
             entries.append(E(path, "d"))
             dirs_done.add(path)
-        elif path in dirs_done:
-            continue
-        elif not add_dirs(path):
+        elif path in dirs_done or not add_dirs(path):
             continue
         elif kind == "f":
             entries.append(E(path, "f", data))
@@ -228,7 +226,9 @@ def _layer(draw: st.DrawFn) -> list[tuple]:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(layers=st.lists(_layer(), min_size=1, max_size=4))
-def test_random_layer_stacks_match_umoci(layers: list, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_random_layer_stacks_match_umoci(
+    layers: list, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     tmp = tmp_path_factory.mktemp("stack")
     img = image_of(*layers)
     assert ours_tree(img, tmp) == umoci_tree(img, tmp)

@@ -29,8 +29,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, cast
 
-from pycrane.compression import CHUNK
+from pycrane.compression import CHUNK, decompressed_reader
 from pycrane.errors import UnsafePathError
+from pycrane.v1.digest import VerifyingReader
 from pycrane.v1.image import Image, Layer
 
 __all__ = ["export", "extract", "iter_extract", "safe_name"]
@@ -77,8 +78,15 @@ class _Plan:
 
 
 def _members(layer: Layer) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]:
+    """The members of a layer, whose blob is checked against its digest at the end.
+
+    A tar reader stops at the end-of-archive marker, before the blob's EOF where
+    the digest is compared, so the rest of the stream is drained to get there.
+    """
+    d = layer.descriptor()
+    blob = VerifyingReader(layer.compressed(), d.digest, d.size, f"layer {d.digest}")
     with (
-        layer.uncompressed() as raw,
+        decompressed_reader(cast(BinaryIO, blob), None) as raw,
         tarfile.open(
             fileobj=cast(Any, raw),
             mode="r|",
@@ -89,6 +97,8 @@ def _members(layer: Layer) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]:
     ):
         for m in tf:
             yield tf, m
+        while raw.read(CHUNK):
+            pass
 
 
 def _plan(layers: Sequence[Layer]) -> _Plan:
