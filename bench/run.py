@@ -21,6 +21,7 @@ import datetime as _dt
 import fnmatch
 import itertools
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -408,10 +409,13 @@ class Bench:
 
         def make_for(tool: str) -> Callable[[Path], Cmd]:
             def make(d: Path) -> Cmd:
-                repo = self.uniq(f"push/{name}-{tool}")
+                safe = re.sub(r"[^a-z0-9._-]+", "", name.lower())
+                repo = self.uniq(f"push/{safe}-{tool}")
                 ref = reg.ref(f"{repo}:latest")
                 if tool == "pycrane":
-                    argv = pycrane("push", *(["--index"] if is_index else []), str(layout), ref)
+                    # no --index: the layout's one entry is the index itself (crane's --index
+                    # would wrap index.json around it and push a different digest)
+                    argv = pycrane("push", str(layout), ref)
                 else:
                     argv = skopeo(
                         "copy",
