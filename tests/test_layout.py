@@ -301,3 +301,39 @@ def test_gc_skips_a_blob_held_open_on_windows_and_takes_it_later(
             lay.store.put(f, digest=img.layers()[0].digest(), size=img.layers()[0].size())
     assert lay.gc() == [img.layers()[0].digest()]
     assert list(lay.store.digests()) == []
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["append", "remove"]), st.integers(0, 3), st.sampled_from([None, "a", "b"])
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=25, deadline=None)
+@given(ops=_OPS)
+def test_index_json_follows_a_simple_model(
+    tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[str, int, str | None]]
+) -> None:
+    """One entry per (digest, ref name); a ref name moves; remove drops all of a digest."""
+    images = [random_image(1, 16, seed=100 + i) for i in range(4)]
+    lay = Layout.create(tmp_path_factory.mktemp("model") / "l", fsync=False)
+    model: list[tuple[Digest, str | None]] = []
+    for op, i, ref in ops:
+        d = images[i].digest()
+        if op == "append":
+            lay.append_image(images[i], ref_name=ref)
+            model = [
+                (md, mr) for md, mr in model if not ((md, mr) == (d, ref) or (ref and mr == ref))
+            ]
+            model.append((d, ref))
+        else:
+            lay.remove_descriptors(lambda x, d=d: x.digest == d)
+            model = [(md, mr) for md, mr in model if md != d]
+    assert [(x.digest, x.ref_name) for x in lay.descriptors()] == model
+    lay.gc()
+    assert lay.validate(fast=True) == []

@@ -297,3 +297,28 @@ def test_store_recovers_when_its_directories_are_removed(tmp_path: Path) -> None
         w.write(b"three")
         w.commit()
     assert s.exists(_d(b"three"), 5)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    pieces=st.lists(st.binary(max_size=3000), max_size=8),
+    reopen=st.lists(st.booleans(), min_size=8, max_size=8),
+)
+def test_ingest_any_split_and_reopen_pattern_commits_the_whole(
+    tmp_path_factory: pytest.TempPathFactory, pieces: list[bytes], reopen: list[bool]
+) -> None:
+    root = tmp_path_factory.mktemp("ingest")
+    whole = b"".join(pieces)
+    w = BlobStore(root, fsync=False).ingest("session")
+    for piece, again in zip(pieces, reopen, strict=False):
+        w.write(piece)
+        if again:
+            w.close()
+            w = BlobStore(root, fsync=False).ingest("session")
+    assert w.offset == len(whole)
+    assert w.commit(_d(whole), len(whole)) == _d(whole)
+    assert BlobStore(root).read_bytes(_d(whole)) == whole
