@@ -224,3 +224,37 @@ def test_gc_racing_appenders_never_loses_a_referenced_blob(tmp_path: Path) -> No
     assert errors == []
     assert len(lay.descriptors()) == 32
     assert lay.validate() == []
+
+
+def _put_same(root: str, seed: int, rounds: int, windows: bool) -> int:
+    """Child process: put the same few blobs again and again (fresh store objects)."""
+    import random as _random
+
+    from pycrane.layout import BlobStore
+
+    blobs = [_random.Random(i).randbytes(n) for i, n in enumerate((0, 1000, 3 << 20))]
+    with _emulator(root, windows, rename_window=0.0005, antivirus=0.1, seed=seed):
+        for _ in range(rounds):
+            store = BlobStore(root, fsync=False)
+            for b in blobs:
+                assert store.put(b, digest=Digest.from_bytes(b)) == (Digest.from_bytes(b), len(b))
+    return len(blobs) * rounds
+
+
+@pytest.mark.parametrize("windows", [False, True], ids=["posix", "windows-rules"])
+def test_processes_put_the_same_blobs(tmp_path: Path, windows: bool) -> None:
+    root = tmp_path / "store"
+    root.mkdir()
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(4) as pool:
+        jobs = [pool.apply_async(_put_same, (str(root), s, 5, windows)) for s in range(4)]
+        done = sum(j.get(timeout=120) for j in jobs)
+    from pycrane.layout import BlobStore
+
+    store = BlobStore(root)
+    digests = list(store.digests())
+    print(f"\n{'windows rules' if windows else 'posix'}: {done} puts of 3 blobs by 4 processes")
+    assert done == 60 and len(digests) == 3
+    for d in digests:
+        assert store.hash_file(d) is not None and store.hash_file(d)[0] == d  # type: ignore[index]
+    assert _leftovers(root) == []
