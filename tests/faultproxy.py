@@ -74,6 +74,7 @@ class Logged:
     range: str | None
     status: int | None = None
     fault: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -229,7 +230,7 @@ class FaultProxy:
 
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
         method, path = h.command, h.path
-        entry = Logged(method, path, h.headers.get("Range"))
+        entry = Logged(method, path, h.headers.get("Range"), headers=dict(h.headers.items()))
         with self._lock:
             self.log.append(entry)
         body = self._read_body(h)

@@ -22,6 +22,7 @@ import os
 import secrets
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -70,7 +71,7 @@ class DistributionRegistry:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}"
+        return f"{'https' if 'ca_cert' in self.extra else 'http'}://{self.host}"
 
     @property
     def port(self) -> int:
@@ -99,7 +100,47 @@ class DistributionRegistry:
             self.token_server.stop()
 
 
-def _config(root: Path, port: int, auth: str) -> str:
+def make_cert(directory: Path, host: str = "127.0.0.1") -> tuple[Path, Path]:
+    """A self-signed certificate (with an IP SAN) and its key, as PEM files."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "tls-cert.pem", directory / "tls-key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def _config(root: Path, port: int, auth: str, tls: str = "") -> str:
     return f"""version: 0.1
 log:
   level: warn
@@ -117,12 +158,18 @@ http:
   addr: 127.0.0.1:{port}
   secret: {secrets.token_hex(16)}
   draintimeout: 1s
-validation:
+{tls}validation:
   manifests:
     urls:
       allow:
         - ^https://
 {auth}"""
+
+
+def _ctx(reg: DistributionRegistry) -> ssl.SSLContext | None:
+    if "ca_cert" not in reg.extra:
+        return None
+    return ssl.create_default_context(cafile=str(reg.extra["ca_cert"]))
 
 
 def _wait_ready(reg: DistributionRegistry, timeout: float = 20.0) -> None:
@@ -132,7 +179,7 @@ def _wait_ready(reg: DistributionRegistry, timeout: float = 20.0) -> None:
         if reg.process.poll() is not None:
             raise RuntimeError(f"docker-registry exited early:\n{reg.log()}")
         try:
-            with urllib.request.urlopen(f"{reg.url}/v2/", timeout=2):
+            with urllib.request.urlopen(f"{reg.url}/v2/", timeout=2, context=_ctx(reg)):
                 return
         except urllib.error.HTTPError as e:
             if e.code == 401:
@@ -145,9 +192,17 @@ def _wait_ready(reg: DistributionRegistry, timeout: float = 20.0) -> None:
 
 
 def start_distribution(
-    workdir: Path, mode: str = "anonymous", *, token_server: TokenServer | None = None
+    workdir: Path,
+    mode: str = "anonymous",
+    *,
+    token_server: TokenServer | None = None,
+    tls: bool = False,
 ) -> DistributionRegistry:
-    """Start ``docker-registry serve`` in ``mode`` and wait until it answers ``/v2/``."""
+    """Start ``docker-registry serve`` in ``mode`` and wait until it answers ``/v2/``.
+
+    With ``tls`` it serves https with a self-signed certificate for 127.0.0.1
+    (``extra["ca_cert"]`` is its path).
+    """
     if DOCKER_REGISTRY is None:
         pytest.skip("docker-registry (CNCF distribution) is not installed")
     workdir.mkdir(parents=True, exist_ok=True)
@@ -184,11 +239,17 @@ def start_distribution(
         )
     elif mode != "anonymous":
         raise ValueError(f"unknown distribution mode {mode!r}")
+    tls_block = ""
+    extra: dict[str, Any] = {}
+    if tls:
+        cert, key = make_cert(workdir)
+        tls_block = f"  tls:\n    certificate: {cert}\n    key: {key}\n"
+        extra["ca_cert"] = cert
     last_error: Exception | None = None
     for _attempt in range(5):
         port = free_port()
         cfg = workdir / f"config-{port}.yml"
-        cfg.write_text(_config(workdir, port, auth))
+        cfg.write_text(_config(workdir, port, auth, tls_block))
         log_path = workdir / f"registry-{port}.log"
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
@@ -207,6 +268,7 @@ def start_distribution(
             password=password,
             token_server=token_server,
             log_path=log_path,
+            extra=extra,
         )
         try:
             _wait_ready(reg)

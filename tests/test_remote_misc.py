@@ -13,9 +13,11 @@ from pycrane.errors import ManifestError, TransportError
 from pycrane.name import parse_reference
 from pycrane.random import random_image, random_index
 from pycrane.remote import Client, RemoteDescriptor, RetryPolicy
+from pycrane.remote._transport import Transport
 from pycrane.v1 import mediatypes as mt
 from pycrane.v1.digest import Digest
 from tests.faultproxy import FaultProxy
+from tests.fixtures_distribution import start_distribution
 
 pytestmark = pytest.mark.distribution
 
@@ -96,3 +98,47 @@ def test_schema1_is_a_clear_manifest_error() -> None:
     with pytest.raises(ManifestError, match="schema 1") as ei:
         rd.image()
     assert "\n" not in str(ei.value)
+
+
+@pytest.fixture(scope="module")
+def tls_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    reg = start_distribution(tmp_path_factory.mktemp("tls"), "anonymous", tls=True)
+    try:
+        yield reg
+    finally:
+        reg.stop()
+
+
+def test_tls_verified_with_ca_file(tls_registry: Any) -> None:
+    ca = str(tls_registry.extra["ca_cert"])
+    c = Client(ca_file=ca, retry=FAST)
+    img = random_image(1, 64, seed=603)
+    # Loopback: plain http is tried first; the TLS server's answer sends us to https.
+    c.write_image(f"{tls_registry.host}/tls/img:v", img)
+    assert c.get(f"{tls_registry.host}/tls/img:v").raw == img.raw_manifest()
+    assert c.session(parse_reference(f"{tls_registry.host}/a:b").registry).base_url.startswith(
+        "https://"
+    )
+
+
+def test_tls_unknown_ca_is_refused_unless_insecure(tls_registry: Any) -> None:
+    t = Transport(retry=FAST)
+    with pytest.raises(TransportError, match="CERTIFICATE_VERIFY_FAILED") as ei:
+        t.request("GET", f"https://{tls_registry.host}/v2/")
+    assert "\n" not in str(ei.value)
+    assert (
+        Transport(insecure=True, retry=FAST)
+        .request("GET", f"https://{tls_registry.host}/v2/")
+        .status
+        == 200
+    )
+    assert Client(insecure=True, retry=FAST).catalog(tls_registry.host) is not None
+
+
+def test_user_agent_and_no_auth_for_anonymous(forward_proxy: FaultProxy) -> None:
+    c = Client(retry=FAST)
+    c.write_image(f"{forward_proxy.host}/ua/img:v", random_image(1, 32, seed=604))
+    assert forward_proxy.log
+    for e in forward_proxy.log:
+        assert e.headers.get("User-Agent", "").startswith("pycrane/")
+        assert "Authorization" not in e.headers

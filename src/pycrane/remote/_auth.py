@@ -36,6 +36,13 @@ class _Token:
     expires: float
 
 
+def _nobody_listens(e: TransportError) -> bool:
+    text = str(e)
+    return any(
+        k in text for k in ("NewConnectionError", "NameResolutionError", "ConnectTimeoutError")
+    )
+
+
 def _is_private_literal(host: str) -> bool:
     try:
         ip = ipaddress.ip_address(host.strip("[]"))
@@ -76,22 +83,32 @@ class RegistrySession:
         with self._lock:
             if self._pinged:
                 return
-            schemes = ["http"] if self.registry.is_loopback() else ["https"]
-            if self.insecure and not self.registry.is_loopback():
-                schemes.append("http")  # crane's --insecure: https first, then plain http
-            last: TransportError | None = None
-            for scheme in schemes:
+            if self.registry.is_loopback():
+                # Plain http first, as crane does; a TLS server on loopback is found
+                # when the http attempt fails the way TLS servers answer plain HTTP.
+                schemes = ["http", "https"]
+            elif self.insecure:
+                schemes = ["https", "http"]  # crane's --insecure: https first, then http
+            else:
+                schemes = ["https"]
+            first: TransportError | None = None
+            for i, scheme in enumerate(schemes):
+                last_try = i == len(schemes) - 1
                 base = f"{scheme}://{self.registry.api_host}"
                 try:
-                    resp = self.transport.request("GET", f"{base}/v2/")
+                    resp = self.transport.request("GET", f"{base}/v2/", retry=last_try)
                 except TransportError as e:
-                    last = e
+                    first = first or e
+                    if _nobody_listens(e):
+                        break  # the other scheme would reach the same closed port
                     continue
+                if resp.status == 400 and not last_try:
+                    continue  # "Client sent an HTTP request to an HTTPS server"
                 self._record_ping(base, resp)
                 self._pinged = True
                 return
-            assert last is not None
-            raise last
+            assert first is not None
+            raise first
 
     def _record_ping(self, base: str, resp: Response) -> None:
         self.base_url = base

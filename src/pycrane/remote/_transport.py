@@ -17,6 +17,7 @@ import random
 import time
 import urllib.parse
 import urllib.request
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Union
@@ -235,6 +236,9 @@ class Transport:
         }
         if ca_file:
             self._pool_kw["ca_certs"] = ca_file
+        if insecure:
+            # Asked for explicitly: do not warn on every request.
+            warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
         self._direct = urllib3.PoolManager(num_pools=32, **self._pool_kw)
         self._proxies = (
             dict(proxies) if proxies is not None else urllib.request.getproxies_environment()
