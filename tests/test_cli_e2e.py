@@ -709,3 +709,82 @@ def test_e2e_script(tmp_path: Path) -> None:
     assert p.returncode == 0, p.stdout.decode() + p.stderr.decode()
     assert "e2e: PASS:" in p.stdout.decode()
     assert list(tmp_path.iterdir()) == []  # cleaned up after itself
+
+
+# ------------------------------------------------------------------ more build commands
+
+
+def test_rebase_infers_bases_from_annotations(cli: Cli, registry: Any, tmp_path: Path) -> None:
+    repo = _repo(registry, "rebase")
+    base1 = cli.out("append", "-f", str(_tar_of(tmp_path, {"base": b"1"})), "-t", f"{repo}:base")
+    app = cli.out(
+        "append",
+        "-b",
+        f"{repo}:base",
+        "-f",
+        str(_tar_of(tmp_path, {"app": b"app"})),
+        "-t",
+        f"{repo}:app",
+        "--set-base-image-annotations",
+    )
+    anns = json.loads(cli("manifest", app).stdout)["annotations"]
+    assert anns["org.opencontainers.image.base.name"] == f"{repo}:base"
+    assert anns["org.opencontainers.image.base.digest"] == base1.split("@")[1]
+    # A new base under the same tag: rebase finds both bases from the annotations.
+    cli.out(
+        "append", "-f", str(_tar_of(tmp_path, {"base": b"2", "more": b"x"})), "-t", f"{repo}:base"
+    )
+    new_base_layers = json.loads(cli("manifest", f"{repo}:base").stdout)["layers"]
+    app_layers = json.loads(cli("manifest", app).stdout)["layers"]
+    rebased = cli.out("rebase", f"{repo}:app", "-t", f"{repo}:rebased")
+    layers = json.loads(cli("manifest", rebased).stdout)["layers"]
+    assert [x["digest"] for x in layers] == [
+        new_base_layers[0]["digest"],
+        app_layers[-1]["digest"],
+    ]
+    line = cli.fails("rebase", f"{repo}:base")
+    assert "base" in line
+
+
+def test_index_append(
+    cli: Cli, registry: Any, index_layout: tuple[Path, ImageIndex], image_layout: tuple[Path, Image]
+) -> None:
+    idx_layout, idx = index_layout
+    img_layout, img = image_layout
+    repo = _repo(registry, "idxappend")
+    cli("push", str(idx_layout), f"{repo}:multi")
+    cli("push", str(img_layout), f"{repo}:single")
+    out = cli.out(
+        "index", "append", "-m", f"{repo}:multi", "-m", f"{repo}:single", "-t", f"{repo}:all"
+    )
+    assert out.startswith(f"{repo}@sha256:")
+    digests = [x.split("\t")[0] for x in cli.out("index", "list", f"{repo}:all").splitlines()]
+    kids = [str(d.digest) for d in idx.index_manifest().manifests]
+    assert digests == [*kids, str(img.digest())]  # --flatten (default) adds the children
+    # Append to an existing index in place.
+    cli.out("index", "append", f"{repo}:multi", "-m", f"{repo}:single")
+    assert len(cli.out("index", "list", f"{repo}:multi").splitlines()) == 4
+    assert "expected an index" in cli.fails("index", "list", f"{repo}:single")
+
+
+def test_copy_with_referrers(
+    cli: Cli, registry: Any, image_layout: tuple[Path, Image], tmp_path: Path
+) -> None:
+    from pycrane.v1 import mediatypes as mt
+    from pycrane.v1.config import ConfigFile
+    from pycrane.v1.image import BytesLayer, SimpleImage
+
+    layout, img = image_layout
+    src, dst = _repo(registry, "refsrc"), _repo(registry, "refdst")
+    cli("push", str(layout), f"{src}:v1")
+    sig = SimpleImage.build(
+        ConfigFile.new(), [BytesLayer(b"signature", mt.OCI_LAYER)], subject=img.descriptor()
+    )
+    sig_layout = _layout_with(tmp_path / "sig", sig)
+    cli("push", str(sig_layout), f"{src}@{sig.digest()}")
+    cli("copy", "--referrers", f"{src}:v1", f"{dst}:v1")
+    assert cli("manifest", f"{dst}@{sig.digest()}").stdout == sig.raw_manifest()
+    # Without --referrers the signature stays behind.
+    other = _repo(registry, "refnone")
+    cli("copy", f"{src}:v1", f"{other}:v1")
+    cli.fails("manifest", f"{other}@{sig.digest()}")
