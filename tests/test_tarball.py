@@ -324,3 +324,34 @@ def test_empty_image_roundtrip(tmp_path: Path) -> None:
     img: Image = empty_image()
     tarball.write(tmp_path / "e.tar", {"e:1": img})
     assert tarball.image_from_path(tmp_path / "e.tar").digest() == img.digest()
+
+
+class _Pipe(io.RawIOBase):
+    """A write-only, non-seekable sink like stdout on a pipe."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:  # type: ignore[no-untyped-def, override]
+        self.data += bytes(b)
+        return len(b)
+
+
+def test_write_to_pipe_and_failed_write_is_not_finished(tmp_path: Path) -> None:
+    img = random_image(2, 300, seed=21)
+    pipe = _Pipe()
+    tarball.write(pipe, {"x:1": img})  # type: ignore[arg-type]
+    p = tmp_path / "p.tar"
+    p.write_bytes(bytes(pipe.data))
+    assert tarball.image_from_path(p).digest() == img.digest()
+    good = random_image(1, 100, seed=5)
+    layer = good.layers()[0]
+    assert isinstance(layer, BytesLayer)
+    bad = image_from_layers([_Corrupt(layer.data, layer.media_type(), diff_id=layer.diff_id())])
+    pipe = _Pipe()
+    with pytest.raises(DigestMismatch):
+        tarball.write(pipe, {"x:1": bad})  # type: ignore[arg-type]
+    assert not bytes(pipe.data).endswith(b"\0" * 1024)  # no end-of-archive marker

@@ -58,6 +58,13 @@ class _Exact(io.RawIOBase):
         return n
 
 
+def _seekable(f: BinaryIO) -> bool:
+    try:
+        return bool(f.seekable()) and f.tell() >= 0
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 class TarSink:
     """Write tar members; on success publish the file, on failure remove it."""
 
@@ -75,9 +82,13 @@ class TarSink:
         else:
             self._fh = target
             self._owned = False
+        seekable = self._owned or _seekable(self._fh)
+        # Plain "w" writes straight through; stream mode ("w|", for pipes) re-buffers
+        # every write, so it keeps tarfile's small default record buffer.
         self._tar = tarfile.open(  # noqa: SIM115
-            fileobj=cast(Any, self._fh), mode="w|", format=tarfile.PAX_FORMAT, bufsize=CHUNK
+            fileobj=cast(Any, self._fh), mode="w" if seekable else "w|", format=tarfile.PAX_FORMAT
         )
+        self._tar.copybufsize = CHUNK  # type: ignore[attr-defined]
         self._dirs: set[str] = set()
 
     def _info(self, name: str, size: int = 0, *, directory: bool = False) -> tarfile.TarInfo:
@@ -151,7 +162,7 @@ class TarSink:
         # Never finish the archive: an end-of-archive marker would make a failed
         # write look complete to whoever reads the stream.
         stream = getattr(self._tar, "fileobj", None)
-        if stream is not None and hasattr(stream, "closed"):
+        if stream is not None and stream is not self._fh:  # tarfile's own stream buffer
             stream.closed = True
         self._tar.closed = True  # type: ignore[attr-defined]
         if not self._owned:
