@@ -48,6 +48,7 @@ from pycrane.v1.digest import Digest
 from pycrane.v1.image import Image, ImageIndex, is_index
 from pycrane.v1.manifest import Index, Manifest, detect_media_type, parse_manifest
 from pycrane.v1.platform import Platform
+from pycrane.v1.platform import select as select_platform
 
 __all__ = ["Client", "RegistryNotFound", "RemoteDescriptor", "Token"]
 
@@ -437,19 +438,18 @@ class Client:
         return RemoteImage(self, rd.ref, rd.raw, rd.media_type, None)
 
     def _resolve_platform(self, idx: RemoteIndex, want: Platform, what: str) -> RemoteImage:
-        offered = []
-        for d in idx.index_manifest().manifests:
-            plat = d.platform or DEFAULT_PLATFORM
-            offered.append(str(plat))
-            if want.satisfied_by(plat):
-                child = idx.child(d)
-                if is_index(child):
-                    return self._resolve_platform(child, want, what)  # type: ignore[arg-type]
-                return child  # type: ignore[return-value]
-        raise NoMatchingPlatform(
-            f"index {what}: no image for platform {want}; it offers "
-            + (", ".join(offered) if offered else "nothing")
-        )
+        manifests = idx.index_manifest().manifests
+        best = select_platform(manifests, want)
+        if best is None:
+            offered = [str(d.platform or DEFAULT_PLATFORM) for d in manifests]
+            raise NoMatchingPlatform(
+                f"index {what}: no image for platform {want}; it offers "
+                + (", ".join(offered) if offered else "nothing")
+            )
+        child = idx.child(best)
+        if is_index(child):
+            return self._resolve_platform(child, want, what)  # type: ignore[arg-type]
+        return child  # type: ignore[return-value]
 
     def image(self, ref: str | Reference, platform: Platform | str | None = None) -> RemoteImage:
         """A lazy image; an index resolves to the child for ``platform`` (default linux/amd64)."""
