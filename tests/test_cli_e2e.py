@@ -27,6 +27,9 @@ pytestmark = pytest.mark.timeout(300)
 
 HAVE_SKOPEO = shutil.which("skopeo") is not None
 HAVE_UMOCI = shutil.which("umoci") is not None
+POSIX_ONLY = pytest.mark.skipif(
+    sys.platform == "win32", reason="ptys, SIGINT to a child, SIGPIPE and bash are POSIX things"
+)
 
 
 def _env(extra: dict[str, str] | None = None, home: Path | None = None) -> dict[str, str]:
@@ -563,6 +566,7 @@ def test_multi_entry_layout_needs_index(cli: Cli, registry: Any, tmp_path: Path)
     assert pushed == f"{repo}@{Layout.open(layout).index().digest}"
 
 
+@POSIX_ONLY
 def test_blob_into_a_closed_pipe_is_quiet(cli: Cli, big_image_ref: str) -> None:
     repo, _ = big_image_ref.rsplit(":", 1)
     raw = json.loads(cli("manifest", big_image_ref).stdout)
@@ -633,6 +637,7 @@ def big_image_ref(pycrane_registry: Any, tmp_path_factory: pytest.TempPathFactor
     return ref
 
 
+@POSIX_ONLY
 def test_progress_bars_on_a_terminal_only(cli: Cli, big_image_ref: str, tmp_path: Path) -> None:
     import pty
     import select
@@ -670,6 +675,7 @@ def test_progress_bars_on_a_terminal_only(cli: Cli, big_image_ref: str, tmp_path
     assert p.stderr == b"" and p.stdout == b""
 
 
+@POSIX_ONLY
 def test_ctrl_c_leaves_nothing_half_written(cli: Cli, big_image_ref: str, tmp_path: Path) -> None:
     import signal
     import time
@@ -698,6 +704,7 @@ def test_ctrl_c_leaves_nothing_half_written(cli: Cli, big_image_ref: str, tmp_pa
     assert list(out_dir.iterdir()) == []  # no target, no temp file
 
 
+@POSIX_ONLY
 def test_e2e_script(tmp_path: Path) -> None:
     script = Path(__file__).resolve().parent.parent / "scripts" / "e2e.sh"
     p = subprocess.run(

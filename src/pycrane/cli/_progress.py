@@ -81,6 +81,10 @@ class RichProgress:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            if self._started == 0:
+                # Nothing moved (all blobs present or mounted): leave no empty bar behind.
+                self._progress.remove_task(self._total)
         self._progress.stop()
 
     def start(self, digest: Digest, total: int | None, description: str = "") -> None:
