@@ -139,6 +139,12 @@ class VerifyingReader:
         self._done = False
 
     def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            # "Read everything" must end at EOF, where the digest is checked.
+            parts = []
+            while chunk := self.read(1 << 20):
+                parts.append(chunk)
+            return b"".join(parts)
         if self._done or n == 0:
             return b""
         if self._size is not None:
