@@ -322,3 +322,17 @@ def test_ingest_any_split_and_reopen_pattern_commits_the_whole(
     assert w.offset == len(whole)
     assert w.commit(_d(whole), len(whole)) == _d(whole)
     assert BlobStore(root).read_bytes(_d(whole)) == whole
+
+
+def test_ingest_can_be_committed_from_another_thread(tmp_path: Path) -> None:
+    """Servers write a session in one request thread and finish it in another (both live on)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    s = BlobStore(tmp_path, lock_timeout=0.2)
+    with ThreadPoolExecutor(1) as a, ThreadPoolExecutor(1) as b:
+        w = a.submit(s.ingest, "moving").result()
+        w.write(b"data")
+        assert b.submit(w.commit, _d(b"data")).result() == _d(b"data")
+        # The lock was really released, though the thread that took it is still alive.
+        a.submit(lambda: s.ingest("moving").abort()).result()
+        s.ingest("moving").abort()

@@ -185,7 +185,7 @@ class Layout:
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """The cross-process lock that serialises ``index.json`` changes and gc."""
-        lock = filelock.FileLock(self.path / _LOCK, timeout=self.lock_timeout)
+        lock = filelock.FileLock(self.path / _LOCK, timeout=self.lock_timeout, thread_local=False)
         try:
             lock.acquire()
         except filelock.Timeout:

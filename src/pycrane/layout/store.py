@@ -433,7 +433,9 @@ class BlobStore:
                 mtime = max(st.st_mtime, dst.st_mtime if dst is not None else 0.0)
                 if mtime >= cutoff:
                     continue
-                lock = filelock.FileLock(self.ingest_dir / f"{entry.name}.lock", timeout=0)
+                lock = filelock.FileLock(
+                    self.ingest_dir / f"{entry.name}.lock", timeout=0, thread_local=False
+                )
                 try:
                     with lock:
                         _fs.rmtree(entry.path)
@@ -453,7 +455,7 @@ class BlobStore:
                 and entry.name[: -len(".lock")] not in names
                 and st.st_mtime < cutoff
             ):
-                lock = filelock.FileLock(entry.path, timeout=0)
+                lock = filelock.FileLock(entry.path, timeout=0, thread_local=False)
                 try:
                     with lock:
                         pass
@@ -495,8 +497,10 @@ class BlobWriter:
         store._ensure(store.ingest_dir)
         safe = _safe_ref(ref)
         self._dir = store.ingest_dir / safe
+        # Not thread-local: a server may open a session in one thread and commit it in
+        # another; a thread-local lock would then never be released.
         self._lock = filelock.FileLock(
-            store.ingest_dir / f"{safe}.lock", timeout=store.lock_timeout
+            store.ingest_dir / f"{safe}.lock", timeout=store.lock_timeout, thread_local=False
         )
         try:
             self._lock.acquire()
