@@ -91,8 +91,7 @@ def _members(layer: Layer) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]:
             fileobj=cast(Any, raw),
             mode="r|",
             encoding=_ENCODING,
-            errors=_ERRORS,
-            bufsize=CHUNK,
+            errors=_ERRORS,  # default bufsize: stream mode re-slices its buffer per header
         ) as tf,
     ):
         for m in tf:
