@@ -355,3 +355,47 @@ def test_write_to_pipe_and_failed_write_is_not_finished(tmp_path: Path) -> None:
     with pytest.raises(DigestMismatch):
         tarball.write(pipe, {"x:1": bad})  # type: ignore[arg-type]
     assert not bytes(pipe.data).endswith(b"\0" * 1024)  # no end-of-archive marker
+
+
+def test_archive_with_nested_index_keeps_the_child_manifest(tmp_path: Path) -> None:
+    """The containerd image store saves a multi-platform index in index.json and one
+    platform's config in manifest.json: the child's exact manifest must be found."""
+    from pycrane import random_index
+
+    idx = random_index(seed=30)
+    child_desc = idx.index_manifest().manifests[1]
+    child = idx.image(child_desc.digest)
+    out = tmp_path / "nested.tar"
+    with tarfile.open(out, "w") as t:
+
+        def add(name: str, data: bytes) -> None:
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            t.addfile(ti, io.BytesIO(data))
+
+        def blob(d: Digest, data: bytes) -> str:
+            add(f"blobs/sha256/{d.hex}", data)
+            return f"blobs/sha256/{d.hex}"
+
+        add("oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
+        blob(idx.digest(), idx.raw_manifest())
+        blob(child.digest(), child.raw_manifest())
+        cfg = blob(child.config_name(), child.raw_config())
+        layers = []
+        for layer in child.layers():
+            with layer.compressed() as r:
+                layers.append(blob(layer.digest(), r.read()))
+        top = {
+            "mediaType": idx.media_type(),
+            "digest": str(idx.digest()),
+            "size": idx.size(),
+            "annotations": {"io.containerd.image.name": "docker.io/library/multi:1"},
+        }
+        add("index.json", json.dumps({"schemaVersion": 2, "manifests": [top]}).encode())
+        add(
+            "manifest.json",
+            json.dumps([{"Config": cfg, "RepoTags": ["multi:1"], "Layers": layers}]).encode(),
+        )
+    back = tarball.image_from_path(out, "multi:1")
+    assert back.digest() == child.digest()
+    validate_image(back)

@@ -217,21 +217,35 @@ class Tarball:
                 idx = parse_manifest(self.read_member("index.json"))
             except ManifestError:
                 idx = None
-        for d in idx.manifests if isinstance(idx, Index) else ():
-            if not mt.is_image(d.media_type):
-                continue
+        # (descriptor, name it is tagged with); nested indexes (a multi-platform image
+        # saved by the containerd image store) are walked for their image children.
+        todo = [
+            (d, d.annotations.get("io.containerd.image.name"))
+            for d in (idx.manifests if isinstance(idx, Index) else ())
+        ]
+        seen_indexes: set[Digest] = set()
+        while todo:
+            d, ref = todo.pop(0)
             name = f"blobs/{d.digest.algorithm}/{d.digest.hex}"
-            if not self.has(name):
+            if not (mt.is_image(d.media_type) or mt.is_index(d.media_type)) or not self.has(name):
+                continue
+            if mt.is_index(d.media_type):
+                if d.digest in seen_indexes or len(seen_indexes) > 64:
+                    continue
+                seen_indexes.add(d.digest)
+                nested = self._verified_document(name, d.digest)
+                try:
+                    child_idx = Index.parse(nested, d.media_type)
+                except ManifestError as e:
+                    raise TarballError(f"tarball {self.path}: {name}: {e}") from None
+                todo.extend((c, ref) for c in child_idx.manifests)
                 continue
             if d.digest not in found:
-                raw = self.read_member(name)
-                if Digest.from_bytes(raw, d.digest.algorithm) != d.digest:
-                    raise TarballError(f"tarball {self.path}: {name} does not match its digest")
+                raw = self._verified_document(name, d.digest)
                 try:
                     found[d.digest] = (Manifest.parse(raw, d.media_type), set())
                 except ManifestError as e:
                     raise TarballError(f"tarball {self.path}: {name}: {e}") from None
-            ref = d.annotations.get("io.containerd.image.name")
             if ref:
                 with contextlib.suppress(InvalidReference):
                     found[d.digest][1].add(str(parse_reference(ref)))
@@ -239,6 +253,12 @@ class Tarball:
         with self._memo_lock:
             self._oci_cache = out
         return out
+
+    def _verified_document(self, name: str, digest: Digest) -> bytes:
+        raw = self.read_member(name)
+        if Digest.from_bytes(raw, digest.algorithm) != digest:
+            raise TarballError(f"tarball {self.path}: {name} does not match its digest")
+        return raw
 
     # -- images ----------------------------------------------------------------------
     def find(self, tag: str | Reference | None = None) -> TarballEntry:
