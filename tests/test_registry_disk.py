@@ -242,3 +242,17 @@ def test_disk_storage_rejects_path_tricks(tmp_path: Path) -> None:
         assert r.status == 404
         r = c.req("GET", "/v2/a/..%2F..%2Fetc/tags/list")
         assert r.status == 400 and codes(r) == ["NAME_INVALID"]
+
+
+def test_longest_tags_fit_in_file_names(tmp_path: Path) -> None:
+    with RegistryServer(disk=tmp_path) as reg:
+        c = Client(reg)
+        long_upper = "T" + "AB" * 63 + "C"  # 128 characters, each one escaped on disk
+        long_lower = "t" + "ab" * 63 + "c"
+        raw = c.push_image("long/tags", long_upper)
+        assert c.push_manifest("long/tags", long_lower, raw).status == 201
+        assert c.req("GET", f"/v2/long/tags/manifests/{long_upper}").data == raw
+        tags = c.req("GET", "/v2/long/tags/tags/list").json()["tags"]
+        assert tags == sorted([long_upper, long_lower])
+        assert c.req("DELETE", f"/v2/long/tags/manifests/{sha256(raw)}").status == 202
+        assert c.req("GET", "/v2/long/tags/tags/list").json()["tags"] == []

@@ -8,7 +8,8 @@ Layout under the ``--disk`` directory::
     repositories/<name>/                     one directory per repository name component
         _layers/<alg>/<hex>                  empty link: the blob is visible in <name>
         _manifests/revisions/<alg>/<hex>     link to a manifest: {"mediaType", "subject"}
-        _manifests/tags/t_<tag>.ref          the digest a tag points at
+        _manifests/tags/t_<tag>.ref          two lines, digest and tag: where a tag points
+                                             (h_<hash>.ref when the name would be too long)
         _referrers/<alg>/<hex>/<alg>-<hex>   subject -> referrer: the referrer's descriptor
         _uploads/<session>                   marker: the upload session belongs to <name>
 
@@ -37,6 +38,7 @@ cross-process lock, so another server process can continue the session.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -80,10 +82,15 @@ def _component(c: str) -> str:
 
 
 def _tag_file(tag: str) -> str:
-    return "t_" + re.sub(r"[A-Z]", lambda m: "^" + m[0].lower(), tag) + ".ref"
+    """``t_<tag>.ref`` with upper case as ``^x``; a name too long for a file system is hashed."""
+    name = "t_" + re.sub(r"[A-Z]", lambda m: "^" + m[0].lower(), tag) + ".ref"
+    if len(name) > 160:
+        name = "h_" + hashlib.sha256(tag.encode()).hexdigest()[:40] + ".ref"
+    return name
 
 
 def _tag_name(filename: str) -> str | None:
+    """The tag a ``t_`` file name encodes (``h_`` names keep theirs inside the file)."""
     if not (filename.startswith("t_") and filename.endswith(".ref")):
         return None
     return re.sub(r"\^([a-z])", lambda m: m[1].upper(), filename[2:-4])
@@ -309,11 +316,18 @@ class DiskStorage:
             return None
         return info if isinstance(info, dict) else None
 
-    def _tag_target(self, repo: str, tag: str) -> Digest | None:
+    def _tag_record(self, repo: str, filename: str) -> tuple[str, Digest] | None:
+        """A tag file holds ``<digest>\\n<tag>``."""
         try:
-            return Digest.parse(_fs.read_bytes(self._tags_dir(repo) / _tag_file(tag)).decode())
+            text = _fs.read_bytes(self._tags_dir(repo) / filename).decode()
+            digest, _, tag = text.partition("\n")
+            return tag, Digest.parse(digest)
         except (FileNotFoundError, ValueError):
             return None
+
+    def _tag_target(self, repo: str, tag: str) -> Digest | None:
+        record = self._tag_record(repo, _tag_file(tag))
+        return record[1] if record is not None and record[0] == tag else None
 
     def manifest_get(self, repo: str, reference: str | Digest) -> StoredManifest | None:
         digest = self._tag_target(repo, reference) if isinstance(reference, str) else reference
@@ -364,7 +378,8 @@ class DiskStorage:
         if tag is not None:
             path = self._tags_dir(repo) / _tag_file(tag)
             _fs.ensure_dir(path.parent, durable=self.fsync)
-            _fs.atomic_write_bytes(path, str(manifest.digest).encode(), durable=self.fsync)
+            record = f"{manifest.digest}\n{tag}".encode()
+            _fs.atomic_write_bytes(path, record, durable=self.fsync)
 
     def manifest_delete(self, repo: str, digest: Digest) -> bool:
         info = self._revision_info(repo, digest)
@@ -372,9 +387,10 @@ class DiskStorage:
             return False
         tags_dir = self._tags_dir(repo)
         for name in _fs.listdir(tags_dir):
-            tag = _tag_name(name)
-            if tag is not None and self._tag_target(repo, tag) == digest:
-                _fs.unlink(tags_dir / name)
+            if name.endswith(".ref") and not name.startswith("."):
+                record = self._tag_record(repo, name)
+                if record is not None and record[1] == digest:
+                    _fs.unlink(tags_dir / name)
         subject = (info or {}).get("subject")
         if isinstance(subject, str):
             try:
@@ -391,8 +407,15 @@ class DiskStorage:
         path = self._repo(repo)
         if not any(_fs.stat(path / m) is not None for m in _MARKERS):
             return None
-        names = (_tag_name(n) for n in _fs.listdir(self._tags_dir(repo)))
-        return sorted(n for n in names if n is not None)
+        tags = []
+        for name in _fs.listdir(self._tags_dir(repo)):
+            tag = _tag_name(name)
+            if tag is None and name.startswith("h_") and name.endswith(".ref"):
+                record = self._tag_record(repo, name)
+                tag = record[0] if record is not None else None
+            if tag is not None:
+                tags.append(tag)
+        return sorted(tags)
 
     def repositories(self) -> list[str]:
         found: list[str] = []

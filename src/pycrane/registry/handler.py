@@ -130,6 +130,7 @@ class RegistryHandler(BaseHTTPRequestHandler):
         length: int | None = None,
     ) -> None:
         """Status line, headers and a small body in one write (the body is skipped for HEAD)."""
+        self._responded = True
         self.log_request(status)
         n = len(body) if length is None else length
         lines = [
@@ -156,9 +157,13 @@ class RegistryHandler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         self._body: RequestBody | None = None
+        self._responded = False
         try:
             self._route()
         except ApiError as err:
+            if self._responded:  # failed mid-body: the client sees a short read
+                self.close_connection = True
+                return
             try:
                 self._finish_body()
                 self._error(err)
@@ -169,9 +174,12 @@ class RegistryHandler(BaseHTTPRequestHandler):
         except Exception as exc:  # a bug: answer 500 rather than drop the connection
             self.log_error("internal error on %s %s: %r", self.command, self.path, exc)
             self.close_connection = True
-            internal = ApiError("UNSUPPORTED", f"internal error: {type(exc).__name__}", status=500)
-            with contextlib.suppress(OSError):
-                self._error(internal)
+            if not self._responded:
+                internal = ApiError(
+                    "UNSUPPORTED", f"internal error: {type(exc).__name__}", status=500
+                )
+                with contextlib.suppress(OSError):
+                    self._error(internal)
         else:
             if self._body is not None and not self._body.done:
                 # The route answered without reading everything; keep the stream in sync.
@@ -179,7 +187,11 @@ class RegistryHandler(BaseHTTPRequestHandler):
 
     def _finish_body(self) -> None:
         """Before an error response: drain a small leftover body or give up the connection."""
-        body = self._body if self._body is not None else self._open_body()
+        try:
+            body = self._open_body()
+        except ApiError:
+            self.close_connection = True
+            return
         if not body.done and not body.drain(_DRAIN_LIMIT):
             self.close_connection = True
 
