@@ -285,3 +285,26 @@ def test_concurrent_pulls_and_pushes_under_random_faults(distribution: Any) -> N
         assert any(e.fault for e in p.log)
     finally:
         p.stop()
+
+
+def test_copy_all_tags_uploads_each_shared_blob_once(
+    distribution: Any, distribution_htpasswd: Any
+) -> None:
+    from pycrane.random import image_from_layers, random_layer
+
+    shared = [random_layer(20_000, seed=950 + i) for i in range(3)]
+    src_repo = f"{distribution.host}/faults/alltags{next(_n)}"
+    c = Client(retry=FAST)
+    for i in range(6):
+        img = image_from_layers([*shared, random_layer(1000, seed=960 + i)])
+        c.write_image(f"{src_repo}:t{i}", img)
+    dst = distribution_htpasswd
+    p = FaultProxy(dst.host).start()
+    try:
+        c2 = Client(auth=Credential(dst.username, dst.password), retry=FAST, jobs=4)
+        c2.copy(src_repo, f"{p.host}/faults/alltags-dst", all_tags=True)
+        puts = [e.path for e in p.requests("PUT", r"/blobs/uploads/")]
+        for layer in shared:
+            assert sum(str(layer.digest()) in path for path in puts) == 1
+    finally:
+        p.stop()

@@ -855,6 +855,7 @@ class Client:
         *,
         jobs: int | None = None,
         progress: ProgressSink | None = None,
+        _flight: _SingleFlight | None = None,
     ) -> Descriptor:
         """Push an index: every child's blobs, children's manifests by digest, then the index."""
         r = _ref(ref)
@@ -881,7 +882,7 @@ class Client:
                 manifests.append((child.raw_manifest(), child.media_type()))
 
         walk(idx)
-        self._upload_all(repo, blobs, jobs or self.jobs, sink, _SingleFlight())
+        self._upload_all(repo, blobs, jobs or self.jobs, sink, _flight or _SingleFlight())
         for raw, media in manifests:
             self._put_manifest_if_needed(DigestRef(repo, Digest.from_bytes(raw)), raw, media)
         return self._put_manifest_if_needed(r, idx.raw_manifest(), idx.media_type())
@@ -931,6 +932,7 @@ class Client:
         if all_tags:
             src_repo, dst_repo = _repo(src), _repo(dst)
             tags = self.list_tags(src_repo)
+            flight = _SingleFlight()  # a blob shared by several tags is uploaded once
 
             def one(t: str) -> Descriptor:
                 d = self._copy_one(
@@ -941,6 +943,7 @@ class Client:
                     jobs,
                     no_clobber,
                     progress,
+                    flight,
                 )
                 return d
 
@@ -975,6 +978,7 @@ class Client:
         jobs: int,
         no_clobber: bool,
         progress: ProgressSink | None,
+        flight: _SingleFlight | None = None,
     ) -> Descriptor:
         if no_clobber and isinstance(dst, Tag) and self.exists(dst) is not None:
             raise RegistryError(f"copy to {dst}: the tag already exists (no_clobber)")
@@ -988,10 +992,10 @@ class Client:
             idx: ImageIndex = rd.index()
             if platforms:
                 idx = _filter_index(rd.index(), [_plat(p) for p in platforms], str(src))
-            out = self.write_index(dst, idx, jobs=jobs, progress=progress)
+            out = self.write_index(dst, idx, jobs=jobs, progress=progress, _flight=flight)
         else:
             img = RemoteImage(self, rd.ref, rd.raw, rd.media_type)
-            out = self.write_image(dst, img, jobs=jobs, progress=progress)
+            out = self.write_image(dst, img, jobs=jobs, progress=progress, _flight=flight)
         if referrers:
             self._copy_referrers(rd.ref.repository, dst.repository, rd, jobs, progress)
         return out
