@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -248,3 +249,72 @@ def test_a_peer_process_holding_a_file_blocks_replace(tmp_path: Path, windows_fs
         holder.communicate("")
     os.replace(new, target)
     assert target.read_bytes() == b"[]"
+
+
+def test_writers_succeed_while_a_reader_holds_the_blob(tmp_path: Path, windows_fs) -> None:
+    data = os.urandom(10000)
+    digest = Digest.from_bytes(data)
+    store = BlobStore(tmp_path / "s")
+    store.put(data)
+    windows_fs(tmp_path)
+    before = os.stat(store.path(digest)).st_ino
+    with store.open(digest) as held:
+
+        def put() -> None:
+            s = BlobStore(tmp_path / "s")
+            s._single_flight = False
+            s.verify_existing = True  # reading it while another reader holds it is fine
+            s.put(data, digest=digest)
+
+        assert _hammer(put, threads=8, rounds=3) == []
+        assert held.read() == data
+    assert os.stat(store.path(digest)).st_ino == before  # never replaced
+
+
+def test_second_writer_and_reader_inside_the_mover_window(tmp_path: Path, windows_fs) -> None:
+    """Deterministic interleaving: writer A's publish is mid-MoveFileEx when writer B
+    publishes the same digest and a reader opens it."""
+    data = os.urandom(5000)
+    digest = Digest.from_bytes(data)
+    in_window = threading.Event()
+    release = threading.Event()
+
+    def hook(src: str, dst: str) -> None:
+        if dst.endswith(digest.hex) and not in_window.is_set():
+            in_window.set()
+            release.wait(5)
+
+    fs: WindowsFS = windows_fs(tmp_path, rename_hook=hook)
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            s = BlobStore(tmp_path / "s", fsync=False)
+            s._single_flight = False
+            s.put(data, digest=digest)
+        except BaseException as e:
+            errors.append(e)
+
+    a = threading.Thread(target=writer)
+    a.start()
+    assert in_window.wait(5)
+    b = threading.Thread(target=writer)
+    b.start()
+    got: list[bytes] = []
+
+    def reader() -> None:
+        with BlobStore(tmp_path / "s").open(digest) as f:
+            got.append(f.read())
+
+    r = threading.Thread(target=reader)
+    r.start()
+    deadline = time.monotonic() + 1.5  # within the reader's retry budget
+    while fs.errors[32] == 0 and time.monotonic() < deadline:
+        time.sleep(0.005)  # wait until the reader has run into the window, then end it
+    release.set()
+    for t in (a, b, r):
+        t.join()
+    assert errors == []
+    assert got == [data]
+    assert fs.errors[32] > 0  # the reader (and B's verification) met the mover
+    assert list((tmp_path / "s" / "ingest").iterdir()) == []
