@@ -256,3 +256,38 @@ def test_longest_tags_fit_in_file_names(tmp_path: Path) -> None:
         assert tags == sorted([long_upper, long_lower])
         assert c.req("DELETE", f"/v2/long/tags/manifests/{sha256(raw)}").status == 202
         assert c.req("GET", "/v2/long/tags/tags/list").json()["tags"] == []
+
+
+def test_disk_registry_under_emulated_windows_semantics(tmp_path: Path) -> None:
+    """Pushes, re-tags and pulls race while a scanner holds new files and renames linger.
+
+    With Windows rules (no replacing an open file, a rename window, an antivirus that
+    opens fresh files) every request must still succeed: tag updates go through
+    atomic replace with retries, links are published without replacing, and readers
+    retry sharing violations.
+    """
+    from tests.winfs import emulate_windows
+
+    root = tmp_path / "disk"
+    with emulate_windows(tmp_path, rename_window=0.001, antivirus=0.3, seed=3) as fs:
+        with RegistryServer(disk=root) as reg:
+            c = Client(reg, maxsize=8)
+            base = c.push_image("win/app", "latest", layer=b"first")
+
+            def worker(i: int) -> None:
+                raw = c.push_image("win/app", "latest", layer=f"layer {i % 3}".encode())
+                assert c.push_manifest("win/app", f"t{i}", raw).status == 201
+                for _ in range(3):
+                    r = c.req("GET", "/v2/win/app/manifests/latest")
+                    assert r.status == 200, r.data
+                    doc = json.loads(r.data)
+                    d = doc["layers"][0]["digest"]
+                    assert sha256(c.req("GET", f"/v2/win/app/blobs/{d}").data) == d
+                assert c.req("GET", f"/v2/win/app/manifests/t{i}").data == raw
+
+            with ThreadPoolExecutor(6) as pool:
+                list(pool.map(worker, range(18)))
+            assert c.req("GET", f"/v2/win/app/manifests/{sha256(base)}").data == base
+        fs.wait_idle()
+        print(f"emulated Windows errors {dict(fs.errors)}, antivirus holds {fs.av_holds}")
+        assert fs.av_holds > 0
