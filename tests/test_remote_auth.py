@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pycrane.errors import AuthenticationError, PermissionDenied
 from pycrane.name import Repository
@@ -351,3 +353,50 @@ def test_login_logout_plain_file(tmp_path: Path) -> None:
     assert kc.logout("index.docker.io")
     assert not kc.logout("index.docker.io")
     assert kc.resolve("index.docker.io").anonymous
+
+
+# -- property tests for the challenge parser ----------------------------------------------
+
+
+_token = st.text(
+    alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~+!#$%&'*^`|",
+    min_size=1,
+    max_size=12,
+)
+_value = st.text(
+    alphabet=st.characters(min_codepoint=32, max_codepoint=126), min_size=0, max_size=30
+)
+
+
+def _quote(v: str) -> str:
+    return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            _token,
+            st.dictionaries(_token.map(str.lower), _value, max_size=4),
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+    st.sampled_from([",", ", ", " , "]),
+)
+def test_challenges_round_trip(challenges: list[tuple[str, dict[str, str]]], sep: str) -> None:
+    header = sep.join(
+        f"{scheme} " + sep.join(f"{k}={_quote(v)}" for k, v in params.items())
+        for scheme, params in challenges
+    )
+    parsed = parse_challenges([header])
+    assert [(c.scheme, c.params) for c in parsed] == [
+        (scheme.lower(), params) for scheme, params in challenges
+    ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=80))
+def test_challenge_parser_never_crashes(text: str) -> None:
+    for ch in parse_challenges([text]):
+        assert ch.scheme == ch.scheme.lower()
