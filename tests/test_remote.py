@@ -252,7 +252,7 @@ def _artifact(subject: Descriptor, artifact_type: str, payload: bytes) -> Simple
     return SimpleImage(man, b"{}", [blob])
 
 
-def test_referrers_fallback_tag_schema(registry_server: Any, client: Client) -> None:
+def test_referrers_api_or_fallback_tag_schema(registry_server: Any, client: Client) -> None:
     repo = f"{registry_server.host}/{unique('ref/r')}"
     img = random_image(1, 64, seed=12)
     client.write_image(f"{repo}:v", img)
@@ -269,6 +269,14 @@ def test_referrers_fallback_tag_schema(registry_server: Any, client: Client) -> 
     )
     only = client.referrers(f"{repo}:v", artifact_type="application/vnd.example.sbom")
     assert [d.digest for d in only.manifests] == [sbom.digest()]
+    assert {d.artifact_type for d in refs.manifests} == {
+        "application/vnd.example.sig",
+        "application/vnd.example.sbom",
+    }
+    # The tag schema is written only for registries without the referrers API.
+    fallback_tag = f"sha256-{img.digest().hex}"
+    has_api = getattr(registry_server, "kind", "pycrane") != "distribution"
+    assert (fallback_tag in client.list_tags(repo)) == (not has_api)
     # Copy with referrers brings them along.
     dst = f"{registry_server.host}/{unique('ref/dst')}"
     client.copy(f"{repo}:v", f"{dst}:v", referrers=True)
