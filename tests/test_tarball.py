@@ -399,3 +399,24 @@ def test_archive_with_nested_index_keeps_the_child_manifest(tmp_path: Path) -> N
     back = tarball.image_from_path(out, "multi:1")
     assert back.digest() == child.digest()
     validate_image(back)
+
+
+@pytest.mark.parametrize("jobs", [1, 3, 8])
+def test_concurrent_prefetch_gives_identical_archives(tmp_path: Path, jobs: int) -> None:
+    a = random_image(5, 20_000, duplicate_empty_layers=2, seed=40)
+    b = random_image(3, 20_000, seed=41)
+    tarball.write(tmp_path / "seq.tar", [("a:1", a), ("b:1", b)])
+    tarball.write(tmp_path / "par.tar", [("a:1", a), ("b:1", b)], jobs=jobs)
+    assert (tmp_path / "seq.tar").read_bytes() == (tmp_path / "par.tar").read_bytes()
+
+
+def test_prefetch_failure_is_reported_and_cleans_up(tmp_path: Path) -> None:
+    good = random_image(3, 1000, seed=42)
+    layer = good.layers()[2]
+    assert isinstance(layer, BytesLayer)
+    bad = image_from_layers(
+        [*good.layers()[:2], _Corrupt(layer.data, layer.media_type(), diff_id=layer.diff_id())]
+    )
+    with pytest.raises(DigestMismatch):
+        tarball.write(tmp_path / "x.tar", {"x:1": bad}, jobs=4)
+    assert list(tmp_path.iterdir()) == []

@@ -18,11 +18,12 @@ from typing import Any, BinaryIO, TypeAlias
 from pycrane.errors import InvalidReference, ManifestError
 from pycrane.name import DigestRef, Reference, Tag, familiar, parse_reference
 from pycrane.progress import ProgressSink
+from pycrane.tarball._prefetch import Prefetcher
 from pycrane.tarball._sink import Target, TarSink
 from pycrane.v1 import mediatypes as mt
 from pycrane.v1.descriptor import ANNOTATION_REF_NAME
 from pycrane.v1.digest import Digest
-from pycrane.v1.image import Image
+from pycrane.v1.image import Image, Layer
 from pycrane.v1.manifest import canonical_json
 
 __all__ = ["ImagesArg", "normalize_images", "write"]
@@ -74,18 +75,29 @@ def write(
     images: ImagesArg,
     *,
     progress: ProgressSink | None = None,
+    jobs: int = 1,
 ) -> None:
     """Write images as one ``docker save`` tarball to a path or a writable stream.
 
     A path is written to a temp file next to it and moved into place only when
     complete and verified; a stream gets the bytes as they come. Each distinct blob
     is stored once, however many images or manifest entries share it. Layers are
-    streamed (memory stays bounded) and checked against their digests.
+    streamed (memory stays bounded) and checked against their digests. With
+    ``jobs > 1`` the next ``jobs - 1`` layers are fetched concurrently into temp
+    files while the current one is written (worth it for registry sources).
     """
     entries = normalize_images(images)
     if not entries:
         raise ManifestError("tarball: no images to write")
-    with TarSink(target, progress) as sink:
+    distinct: dict[Digest, int] = {}
+    order: list[Layer] = []
+    for _, img in entries:
+        for layer in img.layers():
+            key = layer.digest()
+            if key not in distinct:
+                distinct[key] = len(order)
+                order.append(layer)
+    with TarSink(target, progress) as sink, Prefetcher(order, jobs) as ahead:
         sink.add_bytes("oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
         written: set[Digest] = set()
         manifest_json: list[dict[str, Any]] = []
@@ -111,9 +123,8 @@ def write(
                 if d.digest in written:
                     sink.progress.finish(d.digest, skipped=True)
                     continue
-                sink.add_stream(
-                    _blob_name(d.digest), layer.compressed(), d.digest, d.size, f"layer {d.digest}"
-                )
+                stream = ahead.open(distinct[d.digest])
+                sink.add_stream(_blob_name(d.digest), stream, d.digest, d.size, f"layer {d.digest}")
                 written.add(d.digest)
             if m.digest not in written:
                 sink.add_bytes(_blob_name(m.digest), img.raw_manifest())
