@@ -5,7 +5,7 @@
 import datetime as _dt
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, overload
 
 from pycrane.compression import Compression
 from pycrane.errors import ManifestError
@@ -215,6 +215,10 @@ def _edit_annotations(mapping: Mapping[str, str | None]) -> Callable[[JSON], JSO
     return edit
 
 
+@overload
+def annotations(obj: Image, mapping: Mapping[str, str | None]) -> Image: ...
+@overload
+def annotations(obj: ImageIndex, mapping: Mapping[str, str | None]) -> ImageIndex: ...
 def annotations(obj: Image | ImageIndex, mapping: Mapping[str, str | None]) -> Any:
     """An image or index with manifest annotations merged in (``None`` removes one)."""
     if is_index(obj):
@@ -222,6 +226,10 @@ def annotations(obj: Image | ImageIndex, mapping: Mapping[str, str | None]) -> A
     return DerivedImage(obj, manifest=_edit_annotations(mapping))  # type: ignore[arg-type]
 
 
+@overload
+def media_type(obj: Image, new: str) -> Image: ...
+@overload
+def media_type(obj: ImageIndex, new: str) -> ImageIndex: ...
 def media_type(obj: Image | ImageIndex, new: str) -> Any:
     """An image or index re-described with another manifest media type.
 
@@ -267,6 +275,10 @@ def _is_attestation(desc_annotations: Mapping[str, str]) -> bool:
     return desc_annotations.get(ANNOTATION_REFERENCE_TYPE) == "attestation-manifest"
 
 
+@overload
+def flatten(obj: Image, *, compression: Compression = "gzip") -> Image: ...
+@overload
+def flatten(obj: ImageIndex, *, compression: Compression = "gzip") -> ImageIndex: ...
 def flatten(obj: Image | ImageIndex, *, compression: Compression = "gzip") -> Any:
     """One layer holding the image's merged filesystem; on an index, each child flattened.
 
@@ -281,12 +293,11 @@ def flatten(obj: Image | ImageIndex, *, compression: Compression = "gzip") -> An
         for d in idx.index_manifest().manifests:
             if _is_attestation(d.annotations):
                 replace[d.digest] = None
-            elif mt.is_index(d.media_type):
-                new = flatten(idx.image_index(d.digest), compression=compression)
-                replace[d.digest] = new
-                todo.append(new)
-            elif mt.is_image(d.media_type):
-                new = flatten(idx.image(d.digest), compression=compression)
+            elif mt.is_index(d.media_type) or mt.is_image(d.media_type):
+                child = (
+                    idx.image_index(d.digest) if mt.is_index(d.media_type) else idx.image(d.digest)
+                )
+                new: Image | ImageIndex = flatten(child, compression=compression)
                 replace[d.digest] = new
                 todo.append(new)
         return _ParallelIndex(idx, replace, todo)
