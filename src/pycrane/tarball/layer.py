@@ -343,11 +343,14 @@ def _tarinfo_for(
     info.uid = info.gid = 0
     info.uname = info.gname = ""
     info.mode = stat.S_IMODE(st.st_mode)
+    if os.name == "nt":  # Windows has no POSIX modes: use what a Linux build would
+        info.mode = 0o755 if stat.S_ISDIR(st.st_mode) else 0o644
     if stat.S_ISDIR(st.st_mode):
         info.type = tarfile.DIRTYPE
     elif stat.S_ISLNK(st.st_mode):
         info.type = tarfile.SYMTYPE
-        info.linkname = os.readlink(full)
+        target = os.readlink(full)
+        info.linkname = target.replace("\\", "/") if os.name == "nt" else target
     elif stat.S_ISREG(st.st_mode):
         key = (st.st_dev, st.st_ino)
         if st.st_nlink > 1 and key in inodes:
