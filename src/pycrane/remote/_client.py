@@ -16,7 +16,7 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from pycrane.errors import (
     AuthenticationError,
@@ -45,7 +45,7 @@ from pycrane.remote.keychain import Credential, Keychain
 from pycrane.v1 import mediatypes as mt
 from pycrane.v1.descriptor import Descriptor
 from pycrane.v1.digest import Digest
-from pycrane.v1.image import Image, ImageIndex, is_index
+from pycrane.v1.image import Image, ImageIndex, Layer, is_index
 from pycrane.v1.manifest import Index, Manifest, detect_media_type, parse_manifest
 from pycrane.v1.platform import Platform
 from pycrane.v1.platform import select as select_platform
@@ -798,7 +798,12 @@ class Client:
             blobs.append(_Blob(cfg, lambda: io.BytesIO(raw_cfg)))
         else:
             blobs.append(_Blob(cfg, RemoteLayer(self, src_repo, cfg).compressed, src_repo))
-        for layer in img.layers():
+        if isinstance(img, RemoteImage):
+            # No need for the config's diff_ids (a round trip) just to copy blobs.
+            layers: list[Layer] = [img.layer_for(d, None) for d in m.layers]
+        else:
+            layers = img.layers()
+        for layer in layers:
             source = layer.repository if isinstance(layer, RemoteLayer) else None
             blobs.append(_Blob(layer.descriptor(), layer.compressed, source))
         return blobs
@@ -861,30 +866,37 @@ class Client:
         r = _ref(ref)
         repo = r.repository
         sink = progress or NULL_PROGRESS
-        manifests: list[tuple[bytes, str]] = []  # children before parents
+        jobs = jobs or self.jobs
+        levels: dict[int, list[tuple[bytes, str]]] = {}  # depth -> manifests at that depth
         blobs: list[_Blob] = []
         seen: set[Digest] = set()
 
-        def walk(node: ImageIndex) -> None:
+        def walk(node: ImageIndex, depth: int) -> None:
+            todo = []
             for d in node.index_manifest().manifests:
-                if d.digest in seen:
-                    continue
-                seen.add(d.digest)
-                child = _child(node, d)
+                if d.digest not in seen:
+                    seen.add(d.digest)
+                    todo.append(d)
+            # Children's manifests are fetched concurrently (one round trip each).
+            children = _map(lambda d: _child(node, d), todo, jobs)
+            for d, child in zip(todo, children, strict=True):
                 if is_index(child):
-                    walk(child)  # type: ignore[arg-type]
-                elif (
-                    mt.is_image(d.media_type)
-                    or isinstance(child, (RemoteImage,))
-                    or hasattr(child, "layers")
-                ):
+                    walk(child, depth + 1)  # type: ignore[arg-type]
+                elif mt.is_image(d.media_type) or hasattr(child, "layers"):
                     blobs.extend(self._blobs_of(child))  # type: ignore[arg-type]
-                manifests.append((child.raw_manifest(), child.media_type()))
+                levels.setdefault(depth, []).append((child.raw_manifest(), child.media_type()))
 
-        walk(idx)
-        self._upload_all(repo, blobs, jobs or self.jobs, sink, _flight or _SingleFlight())
-        for raw, media in manifests:
-            self._put_manifest_if_needed(DigestRef(repo, Digest.from_bytes(raw)), raw, media)
+        walk(idx, 0)
+        self._upload_all(repo, blobs, jobs, sink, _flight or _SingleFlight())
+        # Deepest first: a registry may check that an index's children exist.
+        for depth in sorted(levels, reverse=True):
+            _map(
+                lambda m: self._put_manifest_if_needed(
+                    DigestRef(repo, Digest.from_bytes(m[0])), m[0], m[1]
+                ),
+                levels[depth],
+                jobs,
+            )
         return self._put_manifest_if_needed(r, idx.raw_manifest(), idx.media_type())
 
     def write(
@@ -1164,6 +1176,23 @@ class Client:
 
 
 # -- helpers ---------------------------------------------------------------------------
+
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+def _map(fn: Callable[[_T], _R], items: Sequence[_T], jobs: int) -> list[_R]:
+    """``fn`` over ``items`` with up to ``jobs`` threads; the first error is raised."""
+    if len(items) <= 1 or jobs <= 1:
+        return [fn(x) for x in items]
+    with ThreadPoolExecutor(max_workers=min(jobs, len(items))) as pool:
+        futures = [pool.submit(fn, x) for x in items]
+        errors = [f.exception() for f in futures]
+    for e in errors:
+        if e is not None:
+            raise e
+    return [f.result() for f in futures]
 
 
 def _plat(p: Platform | str) -> Platform:
