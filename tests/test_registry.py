@@ -745,3 +745,17 @@ def test_session_fixture(pycrane_registry: RegistryServer) -> None:
     assert pycrane_registry.host.startswith("127.0.0.1:")
     assert pycrane_registry.username is None and pycrane_registry.password is None
     assert Client(pycrane_registry).req("GET", "/v2/").status == 200
+
+
+def test_conditional_get(c: Client, repo: str) -> None:
+    raw = c.push_image(repo, "v1")
+    d = sha256(raw)
+    r = c.req("GET", f"/v2/{repo}/manifests/v1")
+    assert r.headers["ETag"] == f'"{d}"'
+    r = c.req("GET", f"/v2/{repo}/manifests/v1", If_None_Match=f'"{d}"')
+    assert r.status == 304 and r.data == b"" and r.headers["Docker-Content-Digest"] == d
+    r = c.req("GET", f"/v2/{repo}/manifests/v1", If_None_Match=f'"{sha256(b"old")}"')
+    assert r.status == 200 and r.data == raw
+    layer = json.loads(raw)["layers"][0]["digest"]
+    r = c.req("GET", f"/v2/{repo}/blobs/{layer}", If_None_Match=f'"{layer}"')
+    assert r.status == 304 and r.data == b""

@@ -291,3 +291,22 @@ def test_disk_registry_under_emulated_windows_semantics(tmp_path: Path) -> None:
         fs.wait_idle()
         print(f"emulated Windows errors {dict(fs.errors)}, antivirus holds {fs.av_holds}")
         assert fs.av_holds > 0
+
+
+def test_sweep_drops_abandoned_sessions(tmp_path: Path) -> None:
+    storage = DiskStorage(tmp_path, fsync=False)
+    with RegistryServer(storage=storage) as reg:
+        c = Client(reg)
+        old = c.req("POST", "/v2/sweep/me/blobs/uploads/").headers["Location"]
+        assert c.req("PATCH", old, body=b"abandoned").status == 202
+        fresh = c.req("POST", "/v2/sweep/me/blobs/uploads/").headers["Location"]
+        storage.close()  # release the open writer, as the idle reaper would
+        session = old.rsplit("/", 1)[1]
+        past = 1_000_000_000  # 2001
+        for p in [*tmp_path.rglob(f"*{session}*"), *tmp_path.rglob(f"*{session}*/*")]:
+            os.utime(p, (past, past))
+        assert storage.sweep(older_than=3600) >= 2
+        r = c.req("GET", old)
+        assert r.status == 404 and codes(r) == ["BLOB_UPLOAD_UNKNOWN"]
+        assert c.req("GET", fresh).status == 204
+    assert not any(session in p.name for p in tmp_path.rglob("*") if p.suffix != ".lock")

@@ -123,6 +123,7 @@ class DiskStorage:
         self._manifests: OrderedDict[Digest, bytes] = OrderedDict()
         self._manifests_size = 0
         self._manifests_lock = threading.Lock()
+        self.sweep()
         self.store.sweep(SWEEP_AGE)
 
     # -- paths --------------------------------------------------------------------------------
@@ -200,7 +201,7 @@ class DiskStorage:
     def upload_start(self, repo: str) -> str:
         if time.monotonic() - self._swept > SWEEP_EVERY:
             self._swept = time.monotonic()
-            self.store.sweep(SWEEP_AGE)
+            self.sweep()
         session = uuid.uuid4().hex
         self._write_link(self._marker(repo, session), str(time.time()).encode())
         return session
@@ -230,6 +231,25 @@ class DiskStorage:
             w = slot.writer = self.store.ingest(f"upload-{session}", algorithm)
             slot.algorithm = algorithm
         return w
+
+    def sweep(self, older_than: float = SWEEP_AGE) -> int:
+        """Drop upload sessions and ingests untouched for ``older_than`` seconds; count them."""
+        removed = self.store.sweep(older_than)
+        cutoff = time.time() - older_than
+        with self._slots_lock:
+            live = set(self._slots)
+        for repo in self.repositories(uploads=True):
+            uploads = self._repo(repo) / "_uploads"
+            for session in _fs.listdir(uploads):
+                st = _fs.stat(uploads / session)
+                if session in live or st is None or st.st_mtime >= cutoff:
+                    continue
+                ingest = self.store.ingest_dir
+                if any(p.is_dir() for p in ingest.glob(f"upload-{session}-*")):
+                    continue  # its data is younger than the marker: still in use
+                if _fs.unlink(uploads / session):
+                    removed += 1
+        return removed
 
     def _reap(self) -> None:
         """Close writers nobody used for a while, so other processes may take the session."""
@@ -417,8 +437,10 @@ class DiskStorage:
                 tags.append(tag)
         return sorted(tags)
 
-    def repositories(self) -> list[str]:
+    def repositories(self, *, uploads: bool = False) -> list[str]:
+        """Repositories with content (and, with ``uploads``, those with only sessions)."""
         found: list[str] = []
+        markers = (*_MARKERS, "_uploads") if uploads else _MARKERS
 
         def walk(path: Path, prefix: str) -> None:
             try:
@@ -426,7 +448,7 @@ class DiskStorage:
             except (FileNotFoundError, NotADirectoryError):
                 return
             names = {e.name for e in entries}
-            if prefix and any(m in names for m in _MARKERS):
+            if prefix and any(m in names for m in markers):
                 found.append(prefix)
             for e in entries:
                 if e.name.startswith("_") and e.name[1:].split(".", 1)[0] not in _RESERVED:

@@ -337,7 +337,19 @@ class RegistryHandler(BaseHTTPRequestHandler):
             raise ApiError(
                 code, f"manifest {name}:{reference} unknown", detail={"reference": reference}
             )
-        self._send(200, self._manifest_headers(stored), stored.raw)
+        headers = self._manifest_headers(stored)
+        if self._not_modified(headers["ETag"]):
+            self._send(304, headers, length=0)
+            return
+        self._send(200, headers, stored.raw)
+
+    def _not_modified(self, etag: str) -> bool:
+        """``If-None-Match`` names this (immutable, content-addressed) representation."""
+        wanted = self.headers.get("If-None-Match")
+        if not wanted:
+            return False
+        tags = {t.strip().removeprefix("W/") for t in wanted.split(",")}
+        return "*" in tags or etag in tags
 
     def _manifest_headers(self, stored: StoredManifest) -> dict[str, str]:
         return {
@@ -416,6 +428,9 @@ class RegistryHandler(BaseHTTPRequestHandler):
                 "Accept-Ranges": "bytes",
                 "Cache-Control": "max-age=31536000",
             }
+            if self._not_modified(headers["ETag"]):
+                self._send(304, headers, length=0)
+                return
             start, end = 0, size - 1
             status = 200
             rng = self.headers.get("Range")
