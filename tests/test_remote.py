@@ -372,3 +372,22 @@ def test_concurrent_pushes_of_overlapping_images(registry_server: Any) -> None:
         assert got.digest() == img.digest()
         for layer in got.layers():
             layer_bytes(layer)
+
+
+def test_nested_index_push_copy_and_platform(registry_server: Any, client: Client) -> None:
+    from pycrane.v1.image import SimpleIndex
+
+    inner = random_index(["linux/arm64", "linux/ppc64le"], seed=30)
+    img = random_image(1, 128, seed=31, platform=Platform("linux", "amd64"))
+    outer = SimpleIndex.build([(None, img), (inner.descriptor(), inner)])
+    host = registry_server.host
+    src = f"{host}/{unique('nest/src')}:v"
+    client.write_index(src, outer)
+    assert client.get(src).raw == outer.raw_manifest()
+    ppc = client.image(src, "linux/ppc64le")
+    assert ppc.config_file().architecture == "ppc64le"
+    dst = f"{host}/{unique('nest/dst')}:v"
+    client.copy(src, dst)
+    assert client.get(dst).raw == outer.raw_manifest()
+    assert client.image(dst, "linux/ppc64le").digest() == ppc.digest()
+    assert client.get(f"{dst.rsplit(':', 1)[0]}@{inner.digest()}").raw == inner.raw_manifest()

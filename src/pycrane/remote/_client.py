@@ -438,18 +438,37 @@ class Client:
         return RemoteImage(self, rd.ref, rd.raw, rd.media_type, None)
 
     def _resolve_platform(self, idx: RemoteIndex, want: Platform, what: str) -> RemoteImage:
-        manifests = idx.index_manifest().manifests
-        best = select_platform(manifests, want)
-        if best is None:
-            offered = [str(d.platform or DEFAULT_PLATFORM) for d in manifests]
+        offered: list[str] = []
+        found = self._find_platform(idx, want, offered, 0)
+        if found is None:
             raise NoMatchingPlatform(
                 f"index {what}: no image for platform {want}; it offers "
                 + (", ".join(offered) if offered else "nothing")
             )
-        child = idx.child(best)
-        if is_index(child):
-            return self._resolve_platform(child, want, what)  # type: ignore[arg-type]
-        return child  # type: ignore[return-value]
+        return found
+
+    def _find_platform(
+        self, idx: RemoteIndex, want: Platform, offered: list[str], depth: int
+    ) -> RemoteImage | None:
+        """The best child for ``want``; nested indexes without a platform are searched too."""
+        manifests = idx.index_manifest().manifests
+        nested = [d for d in manifests if mt.is_index(d.media_type) and d.platform is None]
+        direct = [d for d in manifests if d not in nested]
+        offered.extend(str(d.platform or DEFAULT_PLATFORM) for d in direct)
+        best = select_platform(direct, want)
+        if best is not None:
+            child = idx.child(best)
+            if not is_index(child):
+                return child  # type: ignore[return-value]
+            found = self._find_platform(child, want, offered, depth + 1)  # type: ignore[arg-type]
+            if found is not None:
+                return found
+        if depth < 8:
+            for d in nested:
+                found = self._find_platform(idx.child(d), want, offered, depth + 1)  # type: ignore[arg-type]
+                if found is not None:
+                    return found
+        return None
 
     def image(self, ref: str | Reference, platform: Platform | str | None = None) -> RemoteImage:
         """A lazy image; an index resolves to the child for ``platform`` (default linux/amd64)."""
