@@ -10,6 +10,7 @@ temp files (checked against their digests on the way), bounding both memory
 from __future__ import annotations
 
 import tempfile
+import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
@@ -22,12 +23,18 @@ from pycrane.v1.image import Layer
 __all__ = ["Prefetcher"]
 
 
-def _spool(layer: Layer) -> BinaryIO:
+class _Stopped(Exception):
+    """The archive write failed: a prefetch in flight gives up at its next chunk."""
+
+
+def _spool(layer: Layer, stop: threading.Event) -> BinaryIO:
     d = layer.descriptor()
     fh = cast(BinaryIO, tempfile.TemporaryFile())  # noqa: SIM115 - returned open
     try:
         with VerifyingReader(layer.compressed(), d.digest, d.size, f"layer {d.digest}") as r:
             while chunk := r.read(CHUNK):
+                if stop.is_set():
+                    raise _Stopped
                 fh.write(chunk)
         fh.seek(0)
         return fh
@@ -45,6 +52,7 @@ class Prefetcher:
         self._pool = ThreadPoolExecutor(max_workers=self._window) if self._window else None
         self._futures: dict[int, Future[BinaryIO]] = {}
         self._scheduled = 0  # every index below this was scheduled or opened
+        self._stop = threading.Event()
 
     def open(self, i: int) -> BinaryIO:
         """A stream of layer ``i``'s blob (spooled ahead when possible)."""
@@ -53,7 +61,7 @@ class Prefetcher:
             stop = min(len(self._layers), i + 1 + self._window)
             while self._scheduled < stop:
                 n = self._scheduled
-                self._futures[n] = self._pool.submit(_spool, self._layers[n])
+                self._futures[n] = self._pool.submit(_spool, self._layers[n], self._stop)
                 self._scheduled += 1
         fut = self._futures.pop(i, None)
         if fut is None:
@@ -61,7 +69,8 @@ class Prefetcher:
         return fut.result()
 
     def close(self) -> None:
-        """Cancel what has not started, wait for the rest and drop their temp files."""
+        """Cancel what has not started, stop the rest at their next chunk, drop their files."""
+        self._stop.set()
         for fut in self._futures.values():
             fut.cancel()
         if self._pool is not None:

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+import tempfile
+from typing import Any, BinaryIO, cast
 
-from pycrane.compression import CHUNK
+from pycrane.compression import CHUNK, decompressed_reader
 from pycrane.errors import ManifestError
 from pycrane.name import familiar
 from pycrane.progress import ProgressSink
 from pycrane.tarball._sink import Target, TarSink
 from pycrane.tarball.write import ImagesArg, normalize_images
-from pycrane.v1.digest import Digest
+from pycrane.v1.digest import Digest, DigestHasher, VerifyingReader
 from pycrane.v1.image import Layer
 
 __all__ = ["v1_layer_id", "write_legacy"]
@@ -36,12 +37,25 @@ def v1_layer_id(digest: Digest, parent_id: str, raw_config: bytes = b"") -> str:
     return hashlib.sha256(s.encode()).hexdigest()
 
 
-def _uncompressed_size(layer: Layer) -> int:
-    n = 0
-    with layer.uncompressed() as r:
-        while chunk := r.read(CHUNK):
-            n += len(chunk)
-    return n
+def _spool_uncompressed(layer: Layer) -> BinaryIO:
+    """The layer's tar in an anonymous temp file, fetched once and checked twice:
+    the blob against its digest, the tar against its diff_id."""
+    d = layer.descriptor()
+    diff_id = layer.diff_id()
+    fh = cast(BinaryIO, tempfile.TemporaryFile())  # noqa: SIM115 - returned open
+    try:
+        blob = VerifyingReader(layer.compressed(), d.digest, d.size, f"layer {d.digest}")
+        h = DigestHasher(diff_id.algorithm)
+        with decompressed_reader(cast(BinaryIO, blob), None) as r:
+            while chunk := r.read(CHUNK):
+                h.update(chunk)
+                fh.write(chunk)
+        h.verify(f"layer {d.digest} (uncompressed)", diff_id)
+        fh.seek(0)
+        return fh
+    except BaseException:
+        fh.close()
+        raise
 
 
 def write_legacy(
@@ -54,8 +68,8 @@ def write_legacy(
 
     ``layer.tar`` holds the uncompressed layer (checked against the config's
     diff_id); a layer repeated under another ID is a symlink to the first copy, as
-    ``docker save`` did. Memory stays bounded: each layer is read twice (once to
-    size the tar member, once to copy it) rather than held.
+    ``docker save`` did. Each layer is fetched once and decompressed into a temp
+    file (the tar member needs its size up front), so memory stays bounded.
     """
     entries = normalize_images(images)
     if not entries:
@@ -98,14 +112,16 @@ def write_legacy(
                     if diff_id in first_copy:
                         sink.add_symlink(f"{lid}/layer.tar", f"../{first_copy[diff_id]}/layer.tar")
                     else:
-                        size = _uncompressed_size(layer)
-                        sink.add_stream(
-                            f"{lid}/layer.tar",
-                            layer.uncompressed(),
-                            diff_id,
-                            size,
-                            f"layer {layer.digest()} (uncompressed)",
-                        )
+                        with _spool_uncompressed(layer) as tar:
+                            size = tar.seek(0, 2)
+                            tar.seek(0)
+                            sink.add_stream(
+                                f"{lid}/layer.tar",
+                                tar,
+                                diff_id,
+                                size,
+                                f"layer {layer.digest()} (uncompressed)",
+                            )
                         first_copy[diff_id] = lid
                 parent = lid
             manifest_json.append(
