@@ -759,3 +759,55 @@ def test_conditional_get(c: Client, repo: str) -> None:
     layer = json.loads(raw)["layers"][0]["digest"]
     r = c.req("GET", f"/v2/{repo}/blobs/{layer}", If_None_Match=f'"{layer}"')
     assert r.status == 304 and r.data == b""
+
+
+def test_serve_in_a_thread_with_ready_callback(capsys: pytest.CaptureFixture[str]) -> None:
+    import threading
+
+    from pycrane.registry import serve
+
+    started: list[RegistryServer] = []
+    ready = threading.Event()
+
+    def on_ready(server: RegistryServer) -> None:
+        started.append(server)
+        ready.set()
+
+    t = threading.Thread(target=serve, kwargs={"ready": on_ready}, daemon=True)
+    t.start()
+    assert ready.wait(30)
+    reg = started[0]
+    url = reg.url
+    assert Client(reg).req("GET", "/v2/").status == 200
+    reg.stop()
+    t.join(30)
+    assert not t.is_alive()
+    assert capsys.readouterr().err == f"serving on {url}\n"
+
+
+def test_addresses() -> None:
+    from pycrane.errors import PycraneError
+    from pycrane.registry.server import parse_address
+
+    assert parse_address("127.0.0.1:5000") == ("127.0.0.1", 5000)
+    assert parse_address(":0") == ("0.0.0.0", 0)
+    assert parse_address("[::1]:80") == ("::1", 80)
+    with pytest.raises(PycraneError, match="expected HOST:PORT"):
+        parse_address("127.0.0.1:http")
+    with (
+        RegistryServer("127.0.0.1:0") as a,
+        pytest.raises(PycraneError, match="cannot listen"),
+        RegistryServer(f"127.0.0.1:{a.port}"),
+    ):
+        pass
+
+
+@pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6")
+def test_ipv6_loopback() -> None:
+    try:
+        server = RegistryServer("[::1]:0").start()
+    except Exception as e:  # IPv6 loopback disabled on this machine
+        pytest.skip(f"::1 unavailable: {e}")
+    with server:
+        assert server.host.startswith("[::1]:")
+        assert Client(server).req("GET", "/v2/").status == 200

@@ -188,6 +188,11 @@ class RegistryServer:
         return self._httpd
 
     @property
+    def running(self) -> bool:
+        """Started and not stopped yet."""
+        return self._httpd is not None
+
+    @property
     def port(self) -> int:
         return int(self.httpd.server_address[1])
 
@@ -283,7 +288,11 @@ def serve(
     ready: Callable[[RegistryServer], None] | None = None,
     verbose: bool = False,
 ) -> None:
-    """Run a registry until SIGINT or SIGTERM; print ``serving on URL`` to stderr once listening."""
+    """Run a registry until SIGINT or SIGTERM; print ``serving on URL`` to stderr once listening.
+
+    ``ready`` is called with the running :class:`RegistryServer` (its ``stop()`` also
+    ends ``serve``, which is how a caller on another thread shuts it down).
+    """
     server = RegistryServer(
         address,
         disk=disk,
@@ -303,7 +312,7 @@ def serve(
         print(f"serving on {server.url}", file=sys.stderr, flush=True)
         if ready is not None:
             ready(server)
-        while not stop.wait(0.5):
+        while server.running and not stop.wait(0.2):
             pass
     except KeyboardInterrupt:
         pass
