@@ -391,3 +391,15 @@ def test_nested_index_push_copy_and_platform(registry_server: Any, client: Clien
     assert client.get(dst).raw == outer.raw_manifest()
     assert client.image(dst, "linux/ppc64le").digest() == ppc.digest()
     assert client.get(f"{dst.rsplit(':', 1)[0]}@{inner.digest()}").raw == inner.raw_manifest()
+
+
+def test_manifest_size_cap(distribution: Any) -> None:
+    img = random_image(3, 16, seed=32)
+    ref = f"{distribution.host}/{unique('cap/r')}:v"
+    c = Client()
+    c.write_image(ref, img)
+    c.manifest_limit = len(img.raw_manifest()) - 1
+    with pytest.raises(ManifestError, match="larger than"):
+        c.get(ref)
+    c.manifest_limit = len(img.raw_manifest())
+    assert c.get(ref).raw == img.raw_manifest()

@@ -400,3 +400,28 @@ def test_challenges_round_trip(challenges: list[tuple[str, dict[str, str]]], sep
 def test_challenge_parser_never_crashes(text: str) -> None:
     for ch in parse_challenges([text]):
         assert ch.scheme == ch.scheme.lower()
+
+
+@pytest.mark.distribution
+def test_oversized_token_response_is_refused(distribution_factory: Any, tmp_path: Path) -> None:
+    ts = TokenServer(tmp_path / "ts", users={"u": "p"}, padding=70 * 1024)
+    ts.start()
+    reg = distribution_factory("token", token_server=ts)
+    with pytest.raises(AuthenticationError, match="larger than 65536 bytes"):
+        Client(auth=Credential("u", "p"), retry=FAST).get(f"{reg.host}/big/token:v")
+
+
+def test_link_header_parsing() -> None:
+    from pycrane.remote._client import _next_link, _with_digest
+    from pycrane.v1.digest import Digest
+
+    cur = "http://r:5000/v2/a/tags/list?n=2"
+    assert (
+        _next_link(['</v2/a/tags/list?n=2&last=b>; rel="next"'], cur)
+        == "http://r:5000/v2/a/tags/list?n=2&last=b"
+    )
+    assert _next_link(['<http://other/x>; rel="prev"'], cur) is None
+    assert _next_link([], cur) is None
+    d = Digest.from_bytes(b"x")
+    assert _with_digest("http://r/up/1?_state=s", d) == f"http://r/up/1?_state=s&digest={d}"
+    assert _with_digest("http://r/up/1", d) == f"http://r/up/1?digest={d}"

@@ -81,6 +81,8 @@ class TokenServer:
     access_token_only: bool = False
     #: Answer 404 to POST requests (servers without the OAuth2 endpoint).
     post_not_found: bool = False
+    #: Pad token responses with this many bytes (to test the client's size cap).
+    padding: int = 0
     requests: list[TokenRequest] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -255,6 +257,8 @@ class TokenServer:
         if not self.access_token_only:
             body["token"] = token
         body["issued_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat()
+        if self.padding:
+            body["padding"] = "x" * self.padding
         if refresh:
             body["refresh_token"] = refresh
         self._record(method, grant, user, scopes, 200)

@@ -222,6 +222,8 @@ class Client:
         self.monolithic_limit = monolithic_limit
         self.allow_nondistributable = allow_nondistributable
         self.referrers_fallback = referrers_fallback
+        #: Manifests (and referrers indexes) larger than this are refused.
+        self.manifest_limit = MANIFEST_LIMIT
         self._sessions: dict[str, RegistrySession] = {}
         self._lock = threading.Lock()
         #: Registries that forced chunked uploads, and the chunk size they need.
@@ -404,7 +406,7 @@ class Client:
                 stream=True,
             )
             try:
-                raw, too_long = resp.read_capped(MANIFEST_LIMIT)
+                raw, too_long = resp.read_capped(self.manifest_limit)
                 break
             except TransportError:
                 # The body broke off: a manifest is small, so simply ask again.
@@ -412,7 +414,7 @@ class Client:
                     raise
                 time.sleep(self.transport.retry.delay(attempt))
         if too_long:
-            raise ManifestError(f"manifest {r}: larger than {MANIFEST_LIMIT} bytes")
+            raise ManifestError(f"manifest {r}: larger than {self.manifest_limit} bytes")
         if isinstance(r, DigestRef):
             actual = Digest.from_bytes(raw, r.digest.algorithm)
             if actual != r.digest:
@@ -1145,7 +1147,7 @@ class Client:
         )
         ctype = (resp.header("Content-Type") or "").split(";")[0].strip()
         if resp.status == 200 and ctype == mt.OCI_INDEX:
-            raw, too_long = resp.read_capped(MANIFEST_LIMIT)
+            raw, too_long = resp.read_capped(self.manifest_limit)
             if too_long:
                 raise ManifestError(f"referrers of {repo.name}@{digest}: response too large")
             idx = Index.parse(raw)
