@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pycrane import mutate
-from pycrane.errors import UnsafePathError, VerificationError
+from pycrane.errors import TarballError, UnsafePathError, VerificationError
 from pycrane.mutate import safe_name
 from pycrane.random import image_from_layers
 from pycrane.v1.image import BytesLayer
@@ -149,3 +149,24 @@ def test_corrupt_layer_fails_export() -> None:
     out = io.BytesIO()
     with pytest.raises(VerificationError, match="digest mismatch"):
         mutate.export(image_from_layers([bad]), out)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param(b"definitely not a tar archive" * 40, id="garbage"),
+        pytest.param(tar_bytes([E("big", "f", b"x" * 5000)])[:3000], id="truncated"),
+    ],
+)
+def test_malformed_layer_tar_is_one_clear_error(payload: bytes) -> None:
+    img = image_from_layers([BytesLayer(gzip.compress(payload, mtime=0))])
+    with pytest.raises(TarballError, match="layer") as info:
+        mutate.export(img, io.BytesIO())
+    assert "\n" not in str(info.value)
+
+
+def test_zero_length_layer_is_an_empty_layer() -> None:
+    img = image_from_layers([BytesLayer(b"", "application/vnd.oci.image.layer.v1.tar")])
+    out = io.BytesIO()
+    mutate.export(img, out)
+    assert out.getvalue() == b"\0" * 1024

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO, cast
 
 from pycrane.compression import CHUNK, decompressed_reader
-from pycrane.errors import UnsafePathError
+from pycrane.errors import TarballError, UnsafePathError
 from pycrane.v1.digest import VerifyingReader
 from pycrane.v1.image import Image, Layer
 
@@ -85,17 +85,30 @@ def _members(layer: Layer) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]:
     """
     d = layer.descriptor()
     blob = VerifyingReader(layer.compressed(), d.digest, d.size, f"layer {d.digest}")
-    with (
-        decompressed_reader(cast(BinaryIO, blob), None) as raw,
-        tarfile.open(
-            fileobj=cast(Any, raw),
-            mode="r|",
-            encoding=_ENCODING,
-            errors=_ERRORS,  # default bufsize: stream mode re-slices its buffer per header
-        ) as tf,
-    ):
-        for m in tf:
-            yield tf, m
+    with decompressed_reader(cast(BinaryIO, blob), None) as raw:
+        try:
+            tf = tarfile.open(  # noqa: SIM115 - closed below
+                fileobj=cast(Any, raw),
+                mode="r|",
+                encoding=_ENCODING,
+                errors=_ERRORS,  # default bufsize: stream mode re-slices its buffer per header
+            )
+        except tarfile.TarError as e:
+            if str(e) == "empty file":  # a zero-length layer: no entries
+                while raw.read(CHUNK):
+                    pass
+                return
+            raise TarballError(f"layer {d.digest}: not a valid tar stream ({e})") from None
+        with tf:
+            members = iter(tf)
+            while True:
+                try:
+                    m = next(members)
+                except StopIteration:
+                    break
+                except tarfile.TarError as e:
+                    raise TarballError(f"layer {d.digest}: not a valid tar stream ({e})") from None
+                yield tf, m
         while raw.read(CHUNK):
             pass
 
@@ -210,7 +223,13 @@ def _data(tf: tarfile.TarFile, m: tarfile.TarInfo) -> Iterator[bytes]:
     if f is None:
         return
     n = 0
-    while chunk := f.read(CHUNK):
+    while True:
+        try:
+            chunk = f.read(CHUNK)
+        except tarfile.TarError as e:
+            raise TarballError(f"layer entry {m.name!r}: truncated content ({e})") from None
+        if not chunk:
+            break
         n += len(chunk)
         yield chunk
     if n % 512:
