@@ -103,16 +103,19 @@ step "digest --tarball" pc digest --tarball "$work/image.tar"
 [[ "$(cat "$work/out")" == "$digest" ]] || fail "the tarball holds $(cat "$work/out"), expected $digest"
 
 step "pull --format legacy" pc pull --format legacy "$repo:v1" "$work/legacy.tar"
-tar -tf "$work/legacy.tar" | grep -q '/layer.tar$' || fail "legacy tarball has no <id>/layer.tar"
-tar -tf "$work/legacy.tar" | grep -q '^repositories$' || fail "legacy tarball has no repositories file"
+# (Listings go to files first: `grep -q` closing a pipe early would fail the pipeline.)
+tar -tf "$work/legacy.tar" >"$work/legacy.list"
+grep -q '/layer.tar$' "$work/legacy.list" || fail "legacy tarball has no <id>/layer.tar"
+grep -q '^repositories$' "$work/legacy.list" || fail "legacy tarball has no repositories file"
 
 step "push the OCI layout back as $host/e2e/pushed:v1" pc push "$work/oci" "$host/e2e/pushed:v1"
 [[ "$(cat "$work/out")" == "$host/e2e/pushed@$digest" ]] || fail "push printed $(cat "$work/out")"
 
 step "export the filesystem" pc export "$repo:v1" "$work/fs.tar"
-tar -xOf "$work/fs.tar" ./etc/motd 2>/dev/null | grep -q "hello from pycrane e2e" \
-    || tar -xOf "$work/fs.tar" etc/motd | grep -q "hello from pycrane e2e" \
+tar -xOf "$work/fs.tar" ./etc/motd >"$work/motd" 2>/dev/null \
+    || tar -xOf "$work/fs.tar" etc/motd >"$work/motd" \
     || fail "exported filesystem lacks etc/motd"
+grep -q "hello from pycrane e2e" "$work/motd" || fail "etc/motd has the wrong content"
 
 # -- tags, catalog, delete --------------------------------------------------------
 step "tag v1 as v2" pc tag "$repo:v1" v2

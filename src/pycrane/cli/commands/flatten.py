@@ -6,7 +6,7 @@ import click
 
 from pycrane.cli._options import Options, command
 from pycrane.cli.commands._publish import push_result, target_ref
-from pycrane.cli.commands._resolve import image_or_index
+from pycrane.crane import image_or_index
 from pycrane.name import parse_reference
 from pycrane.v1.image import Image, ImageIndex
 
@@ -30,6 +30,6 @@ def flatten(opts: Options, image: str, tag: str | None) -> None:
     if opts.platforms:
         obj = client.image(ref, platform=opts.platform)
     else:
-        obj = image_or_index(client, ref)
+        obj = image_or_index(ref, client=client)
     result = m.flatten(obj)
     push_result(opts, target_ref(ref, tag, None, result), result)

@@ -53,7 +53,7 @@ index.add_command(list_)
 @click.option("-t", "--tag", help="Push the filtered index here (default: in place).")
 def filter_(opts: Options, image: str, tag: str | None) -> None:
     """Keep only the --platform children of the index IMAGE and push it, printing ref@digest."""
-    from pycrane.cli.commands._resolve import filter_index
+    from pycrane.crane import filter_index
 
     if not opts.platforms:
         raise click.UsageError("give the platforms to keep with --platform")

@@ -6,7 +6,7 @@ import click
 
 from pycrane.cli._options import Options, command
 from pycrane.cli.commands._publish import push_result, save_tarball, target_ref
-from pycrane.cli.commands._resolve import image_or_index
+from pycrane.crane import image_or_index
 from pycrane.name import parse_reference
 from pycrane.v1.image import Image, ImageIndex, is_index
 from pycrane.v1.platform import Platform
@@ -101,7 +101,7 @@ def mutate(
     if needs_image or opts.platforms:
         obj = client.image(ref, platform=opts.platform)
     else:
-        obj = image_or_index(client, ref)
+        obj = image_or_index(ref, client=client)
     if append_:
         from pycrane.cli.commands.append import load_layers
 

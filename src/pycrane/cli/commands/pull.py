@@ -6,9 +6,7 @@ import click
 
 from pycrane.cli._options import Options, command
 from pycrane.cli._progress import progress_for
-from pycrane.cli.commands._resolve import image_or_index
-from pycrane.name import Reference, parse_reference
-from pycrane.v1.image import Image
+from pycrane.name import parse_reference
 
 __all__ = ["pull"]
 
@@ -50,51 +48,22 @@ def pull(
     platforms give a filtered index). Tarballs hold single images: an index is
     resolved to --platform, or linux/amd64.
     """
+    from pycrane import crane
+
     refs = [parse_reference(i) for i in images]
-    client = opts.client()
-    if fmt == "oci":
-        _pull_oci(opts, refs, path, cache_path, annotate_ref, jobs)
-        return
-    if len(opts.platforms) > 1:
+    if fmt != "oci" and len(opts.platforms) > 1:
         raise click.UsageError(
             f"--format {fmt} holds single images: give one --platform, or use --format oci"
         )
-    from pycrane import tarball
-
-    chosen: dict[str | Reference, Image] = {}
-    for ref in refs:
-        img: Image = client.image(ref, platform=opts.platform)
-        if cache_path:
-            from pycrane.cli._cache import cached
-
-            img = cached(img, cache_path)  # type: ignore[assignment]
-        chosen[ref] = img
     with progress_for(opts.quiet, title="pull") as sink:
-        if fmt == "legacy":
-            tarball.write_legacy(path, chosen, progress=sink)
-        else:
-            tarball.write(path, chosen, progress=sink)
-
-
-def _pull_oci(
-    opts: Options,
-    refs: list[Reference],
-    path: str,
-    cache_path: str | None,
-    annotate_ref: bool,
-    jobs: int,
-) -> None:
-    from pycrane.layout import Layout
-
-    client = opts.client()
-    layout = Layout.open_or_create(path)
-    with progress_for(opts.quiet, title="pull") as sink:
-        for ref in refs:
-            obj = image_or_index(client, ref, opts.platforms)
-            if cache_path:
-                from pycrane.cli._cache import cached
-
-                obj = cached(obj, cache_path)
-            layout.append(
-                obj, ref_name=str(ref) if annotate_ref else None, jobs=jobs, progress=sink
-            )
+        crane.pull(
+            refs,
+            path,
+            format=fmt,  # type: ignore[arg-type]
+            platforms=opts.platforms,
+            cache_path=cache_path,
+            annotate_ref=annotate_ref,
+            jobs=jobs,
+            progress=sink,
+            client=opts.client(),
+        )

@@ -9,9 +9,6 @@ import click
 from pycrane.cli import _output as out
 from pycrane.cli._options import Options, command
 from pycrane.cli._progress import progress_for
-from pycrane.cli.commands._local import from_path
-from pycrane.name import parse_reference
-from pycrane.v1.image import is_index
 
 __all__ = ["push"]
 
@@ -37,15 +34,13 @@ def push(
     else as a docker-save tarball. Manifests are pushed byte for byte, so digests
     stay what they were on disk.
     """
-    ref = parse_reference(image)
-    obj = from_path(path, whole_index=index)
-    client = opts.client()
+    from pycrane import crane
+
     with progress_for(opts.quiet, title="push") as sink:
-        if is_index(obj):
-            client.write_index(ref, obj, jobs=jobs, progress=sink)  # type: ignore[arg-type]
-        else:
-            client.write_image(ref, obj, jobs=jobs, progress=sink)  # type: ignore[arg-type]
-    result = f"{ref.repository.name}@{obj.digest()}"
+        pushed = crane.push(
+            path, image, index=index, jobs=jobs, progress=sink, client=opts.client()
+        )
+    result = str(pushed)
     if image_refs:
         from pycrane import _fs
 

@@ -48,12 +48,10 @@ def validate(
     try:
         if kind == "remote":
             _validate_remote(opts, target, fast)
-        elif kind == "tarball":
-            from pycrane.tarball import image_from_path
-
-            _check(image_from_path(target), fast)
         else:
-            _validate_layout(target, fast)
+            from pycrane.crane import validate_path
+
+            validate_path(target, fast=fast)
     except (VerificationError, ManifestError) as e:
         # crane's wording, so scripts grepping for FAIL keep working.
         raise VerificationError(f"FAIL: {target}: {e}") from e
@@ -61,30 +59,10 @@ def validate(
 
 
 def _validate_remote(opts: Options, target: str, fast: bool) -> None:
-    from pycrane.name import parse_reference
+    from pycrane.crane import image_or_index
 
-    ref = parse_reference(target)
     client = opts.client()
     if opts.platforms:
-        _check(client.image(ref, platform=opts.platform), fast)
-        return
-    from pycrane.cli.commands._resolve import image_or_index
-
-    _check(image_or_index(client, ref), fast)
-
-
-def _validate_layout(path: str, fast: bool) -> None:
-    from pycrane.layout import Layout
-
-    layout = Layout.open(path)
-    problems = layout.validate(fast=fast)
-    if problems:
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise VerificationError(f"layout {path}: {problems[0]}{more}")
-    from pycrane.v1 import mediatypes as mt
-
-    for desc in layout.descriptors():
-        if mt.is_index(desc.media_type):
-            _check(layout.image_index(desc.digest), fast)
-        elif mt.is_image(desc.media_type):
-            _check(layout.image(desc.digest), fast)
+        _check(client.image(target, platform=opts.platform), fast)
+    else:
+        _check(image_or_index(target, client=client), fast)
