@@ -52,6 +52,8 @@ class RegistryHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
     request_queue_size = 128
+    # On Windows SO_REUSEADDR lets a second server bind the same port: never set it there.
+    allow_reuse_address = os.name != "nt"
 
     def __init__(
         self,
