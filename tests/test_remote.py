@@ -16,6 +16,7 @@ from pycrane.errors import (
     NoMatchingPlatform,
     NotFoundError,
     RegistryError,
+    SizeMismatch,
 )
 from pycrane.name import Repository, parse_reference
 from pycrane.random import random_image, random_index, random_layer
@@ -403,3 +404,22 @@ def test_manifest_size_cap(distribution: Any) -> None:
         c.get(ref)
     c.manifest_limit = len(img.raw_manifest())
     assert c.get(ref).raw == img.raw_manifest()
+
+
+@pytest.mark.parametrize("delta", [-10, 10])
+def test_source_of_wrong_length_fails_fast(distribution: Any, delta: int) -> None:
+    """A body shorter than its Content-Length would hang the registry; it must fail here."""
+
+    class Liar(BytesLayer):
+        def descriptor(self) -> Descriptor:
+            d = super().descriptor()
+            return replace(d, size=d.size + delta)
+
+    from pycrane.random import image_from_layers
+
+    for limit in (1 << 30, 1):  # monolithic PUT, then PATCH
+        liar = Liar(random_layer(4096, seed=33).data, diff_id=Digest.from_bytes(b"x"))
+        img = image_from_layers([liar])
+        c = Client(monolithic_limit=limit, read_timeout=20)
+        with pytest.raises(SizeMismatch):
+            c.write_image(f"{distribution.host}/{unique('liar/r')}:v", img)

@@ -27,13 +27,13 @@ from pycrane.errors import (
     PermissionDenied,
     PycraneError,
     RegistryError,
+    SizeMismatch,
     TransportError,
 )
 from pycrane.name import DigestRef, Reference, Registry, Repository, Tag, parse_reference
 from pycrane.progress import NULL_PROGRESS, ProgressSink
 from pycrane.remote._auth import RegistrySession
 from pycrane.remote._image import (
-    BlobStream,
     RemoteImage,
     RemoteIndex,
     RemoteLayer,
@@ -682,7 +682,7 @@ class Client:
                     "Content-Type": "application/octet-stream",
                     "Content-Length": str(desc.size),
                 },
-                body=_body(blob.opener, progress, desc.digest),
+                body=_body(blob.opener, progress, desc, what),
                 retry=False,
             )
         else:
@@ -697,7 +697,7 @@ class Client:
                     "Content-Type": "application/octet-stream",
                     "Content-Length": str(desc.size),
                 },
-                body=_body(blob.opener, progress, desc.digest),
+                body=_body(blob.opener, progress, desc, what),
                 retry=False,
             )
             if resp.status != 413:
@@ -755,8 +755,6 @@ class Client:
                 offset += len(buf)
                 progress.advance(desc.digest, len(buf))
         if desc.size >= 0 and offset != desc.size:
-            from pycrane.errors import SizeMismatch
-
             raise SizeMismatch(what, desc.size, offset)
         self._request(
             "PUT",
@@ -1287,18 +1285,25 @@ def _read_exact(src: BinaryIO, n: int) -> bytes:
 
 
 def _body(
-    opener: Callable[[], BinaryIO], progress: ProgressSink, digest: Digest
+    opener: Callable[[], BinaryIO], progress: ProgressSink, desc: Descriptor, what: str
 ) -> Callable[[], Iterator[bytes]]:
-    """A replayable body: each call opens the source again and yields 1 MiB chunks."""
+    """A replayable body: each call opens the source again and yields 1 MiB chunks.
+
+    The request declares ``desc.size`` as its Content-Length, so a source that is
+    shorter or longer must fail here: a short body would leave the registry
+    waiting for bytes that never come.
+    """
 
     def gen() -> Iterator[bytes]:
+        sent = 0
         with opener() as src:
             while chunk := src.read(CHUNK):
-                progress.advance(digest, len(chunk))
+                sent += len(chunk)
+                if 0 <= desc.size < sent:
+                    raise SizeMismatch(what, desc.size, sent)
+                progress.advance(desc.digest, len(chunk))
                 yield chunk
+        if 0 <= desc.size != sent:
+            raise SizeMismatch(what, desc.size, sent)
 
     return gen
-
-
-# BlobStream is re-exported for tests that inspect resumes.
-_ = BlobStream
