@@ -420,3 +420,21 @@ def test_prefetch_failure_is_reported_and_cleans_up(tmp_path: Path) -> None:
     with pytest.raises(DigestMismatch):
         tarball.write(tmp_path / "x.tar", {"x:1": bad}, jobs=4)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_truncated_archive_names_the_member(tmp_path: Path) -> None:
+    img = random_image(1, 50_000, seed=50)
+    out = tmp_path / "t.tar"
+    tarball.write(out, {"x:1": img})
+    with tarfile.open(out) as t:
+        m = t.getmember(f"blobs/sha256/{img.layers()[0].digest().hex}")
+    back = tarball.open_tarball(out).image()  # indexed while complete
+    back.raw_manifest()
+    with open(out, "r+b") as f:
+        f.truncate(m.offset_data + 100)
+    layer = back.layers()[0]
+    with (
+        pytest.raises(TarballError, match=r"member 'blobs/sha256/.*': truncated"),
+        layer.compressed() as r,
+    ):
+        r.read()

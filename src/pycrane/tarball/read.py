@@ -86,6 +86,7 @@ class Tarball:
         self._links: dict[str, str] = {}
         self._memo_lock = threading.Lock()
         self._digests: dict[str, Descriptor] = {}
+        self._oci_cache: list[tuple[Manifest, set[str]]] | None = None
         self._index()
         self.entries = self._parse_manifest_json()
 
@@ -141,7 +142,7 @@ class Tarball:
             return slice_reader(self._spool, self._lock, m.offset, m.size)
         f = open(self.path, "rb")  # noqa: SIM115
         f.seek(m.offset)
-        return cast(BinaryIO, _Limited(f, m.size))
+        return cast(BinaryIO, _Limited(f, m.size, f"tarball {self.path}: member {name!r}"))
 
     def read_member(self, name: str, limit: int = 64 << 20) -> bytes:
         m = self._resolve(name)
@@ -207,9 +208,9 @@ class Tarball:
         """Manifests of the embedded OCI layout (Docker 25+), each with the image names
         its ``index.json`` entries give it (``io.containerd.image.name``)."""
         with self._memo_lock:
-            cached = getattr(self, "_oci_cache", None)
+            cached = self._oci_cache
         if cached is not None:
-            return cached  # type: ignore[no-any-return]
+            return cached
         found: dict[Digest, tuple[Manifest, set[str]]] = {}
         idx = None
         if self.has("index.json"):
@@ -301,9 +302,10 @@ class Tarball:
 
 
 class _Limited(io.RawIOBase):
-    def __init__(self, f: BinaryIO, size: int) -> None:
+    def __init__(self, f: BinaryIO, size: int, what: str) -> None:
         self._f = f
         self._left = size
+        self._what = what
 
     def readable(self) -> bool:
         return True
@@ -315,7 +317,7 @@ class _Limited(io.RawIOBase):
             return 0
         got = self._f.readinto(view[:n])  # type: ignore[attr-defined]
         if not got:
-            raise TarballError("tarball member is truncated")
+            raise TarballError(f"{self._what}: truncated ({self._left} bytes missing)")
         self._left -= got
         return int(got)
 
