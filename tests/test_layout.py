@@ -337,3 +337,25 @@ def test_index_json_follows_a_simple_model(
     assert [(x.digest, x.ref_name) for x in lay.descriptors()] == model
     lay.gc()
     assert lay.validate(fast=True) == []
+
+
+def test_bad_paths_and_a_torn_index_json_give_one_line_errors(tmp_path: Path) -> None:
+    from pycrane.errors import ManifestError
+
+    afile = tmp_path / "afile"
+    afile.write_bytes(b"x")
+    for call in (Layout.create, Layout.open_or_create, Layout.open):
+        with pytest.raises(StoreError) as e:
+            call(afile)
+        assert "\n" not in str(e.value) and str(afile) in str(e.value)
+    lay = Layout.create(tmp_path / "l")
+    lay.append_image(random_image(1, 10, seed=1), ref_name="t")
+    raw = (tmp_path / "l" / "index.json").read_bytes()
+    (tmp_path / "l" / "index.json").write_bytes(raw[: len(raw) // 2])  # a foreign torn write
+    with pytest.raises(ManifestError) as m:
+        Layout.open(tmp_path / "l").descriptors()
+    assert "index.json" in str(m.value) and "\n" not in str(m.value)
+    with pytest.raises(ManifestError):
+        lay.append_image(random_image(1, 10, seed=2), ref_name="u")
+    (problem,) = lay.validate()
+    assert "index.json" in problem

@@ -170,10 +170,11 @@ class _Done(Exception):
 
 
 def stat(path: str | os.PathLike[str]) -> os.stat_result | None:
-    """``os.stat`` or ``None`` when the path does not exist; transient errors retried."""
+    """``os.stat`` or ``None`` when the path does not exist (also when a parent is a
+    file); transient errors retried."""
     try:
         return retry(lambda: os.stat(path))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
 
 
@@ -224,6 +225,10 @@ def ensure_dir(path: str | os.PathLike[str], *, durable: bool = True) -> None:
         if cur.parent == cur:
             break
         cur = cur.parent
+    if not missing:
+        if p.is_dir():  # made by someone else meanwhile
+            return
+        raise FileExistsError(errno.EEXIST, "exists and is not a directory", str(p))
     for d in reversed(missing):
         try:
             os.mkdir(d)

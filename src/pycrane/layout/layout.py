@@ -106,7 +106,7 @@ class Layout:
     def create(cls, path: str | os.PathLike[str], **kw: Any) -> Layout:
         """Make a new, empty layout; fails if ``path`` already holds one."""
         layout = cls(path, **kw)
-        _fs.ensure_dir(layout.path, durable=layout.fsync)
+        layout._mkdir()
         with layout.lock():
             if _fs.stat(layout.path / _INDEX_JSON) is not None:
                 raise StoreError(f"layout {layout.path}: already exists (use Layout.open)")
@@ -126,12 +126,20 @@ class Layout:
         """Open the layout at ``path``, creating it (and ``path``) if needed; safe to race."""
         layout = cls(path, **kw)
         if _fs.stat(layout.path / _INDEX_JSON) is None:
-            _fs.ensure_dir(layout.path, durable=layout.fsync)
+            layout._mkdir()
             with layout.lock():
                 layout._init_files()
         layout._check()
         layout._sweep_once()
         return layout
+
+    def _mkdir(self) -> None:
+        try:
+            _fs.ensure_dir(self.path, durable=self.fsync)
+        except OSError as e:
+            raise StoreError(
+                f"layout {self.path}: cannot create the directory ({e.strerror or e})"
+            ) from None
 
     def _init_files(self) -> None:
         """Create ``oci-layout`` and an empty ``index.json`` where missing (under the lock)."""
@@ -191,6 +199,10 @@ class Layout:
         except filelock.Timeout:
             raise LockTimeout(
                 f"layout {self.path}: {_LOCK} still locked after {self.lock_timeout:g}s"
+            ) from None
+        except OSError as e:
+            raise StoreError(
+                f"layout {self.path}: cannot lock {_LOCK} ({e.strerror or e})"
             ) from None
         try:
             yield
