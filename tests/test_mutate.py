@@ -241,3 +241,13 @@ def test_extract_of_empty_image_is_an_empty_tar() -> None:
     data = io.BytesIO()
     mutate.export(random_image(0, seed=14), data)
     assert data.getvalue() == b"\0" * 1024
+
+
+def test_rebase_onto_a_base_of_the_other_manifest_family() -> None:
+    old, _, app = _bases()
+    docker_base = random_image(2, 300, seed=15, media_type=mt.DOCKER_MANIFEST)
+    out = mutate.rebase(app, old, docker_base)
+    assert out.media_type() == mt.OCI_MANIFEST
+    assert {d.media_type for d in out.manifest().layers} == {mt.OCI_LAYER_GZIP}
+    assert out.manifest().layers[0].digest == docker_base.manifest().layers[0].digest
+    validate_image(out)

@@ -5,10 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from pycrane.errors import ManifestError
-from pycrane.mutate.image import JSON, DerivedImage
+from pycrane.mutate.image import (
+    JSON,
+    DerivedImage,
+    RetypedLayer,
+    docker_layer_type,
+    oci_layer_type,
+)
 from pycrane.mutate.ops import ANNOTATION_BASE_DIGEST, ANNOTATION_BASE_NAME
 from pycrane.name import parse_reference
-from pycrane.v1.image import Image
+from pycrane.v1 import mediatypes as mt
+from pycrane.v1.image import Image, Layer
 
 __all__ = ["rebase"]
 
@@ -72,7 +79,13 @@ def rebase(
                 f"the old base has {a.digest}"
             )
     top_layers = img.layers()[len(old_layers) :]
-    new_layers = list(new_base.layers()) + top_layers
+    # The new base's layers are described in the image's manifest family (same bytes).
+    retype = docker_layer_type if img.media_type() == mt.DOCKER_MANIFEST else oci_layer_type
+    base_layers: list[Layer] = []
+    for layer in new_base.layers():
+        want = retype(layer.media_type())
+        base_layers.append(layer if want == layer.media_type() else RetypedLayer(layer, want))
+    new_layers = base_layers + top_layers
     new_cfg = new_base.config_file()
     orig_cfg = img.config_file()
     old_cfg = old_base.config_file()
