@@ -55,6 +55,8 @@ class Fault:
     status: int = 503
     retry_after: str | None = None
     after: int = 0
+    #: What ``corrupt`` XORs the byte with (1 keeps ASCII text valid UTF-8).
+    xor: int = 0xFF
     #: Chance that a matching request is hit (the proxy's RNG is seeded: reproducible).
     probability: float = 1.0
     hits: int = 0
@@ -301,7 +303,7 @@ class FaultProxy:
                     data = data[: mutate.after]
                 elif mutate.kind == "corrupt" and data:
                     i = min(mutate.after, len(data) - 1)
-                    data = data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1 :]
+                    data = data[:i] + bytes([data[i] ^ mutate.xor]) + data[i + 1 :]
             if mutate is None and resp.status == 200 and method == "GET":
                 redirect = self._take(method, path, ("redirect",))
                 if redirect is not None:

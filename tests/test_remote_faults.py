@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 
 from pycrane.errors import (
+    DigestMismatch,
+    NotFoundError,
     PycraneError,
     RegistryError,
     TransportError,
@@ -17,6 +19,7 @@ from pycrane.errors import (
 )
 from pycrane.random import random_image
 from pycrane.remote import Client, Credential, RetryPolicy
+from pycrane.v1.digest import Digest
 from pycrane.v1.image import Image
 from tests.faultproxy import Fault, FaultProxy
 from tests.fixtures_distribution import free_port
@@ -308,3 +311,35 @@ def test_copy_all_tags_uploads_each_shared_blob_once(
             assert sum(str(layer.digest()) in path for path in puts) == 1
     finally:
         p.stop()
+
+
+def test_manifest_by_digest_is_verified(proxy: FaultProxy, seeded: tuple[str, Image]) -> None:
+    path, img = seeded
+    repo = path.split(":")[0]
+    # Corrupt a byte inside a JSON string value, so the document still parses.
+    at = img.raw_manifest().index(b"sha256:") + 10
+    proxy.add(
+        Fault("corrupt", match=r"/manifests/sha256:", method="GET", after=at, xor=1, count=-1)
+    )
+    with pytest.raises(DigestMismatch):
+        Client(retry=FAST).get(f"{proxy.host}/{repo}@{img.digest()}")
+    # By tag the digest is computed from the bytes received (the header is not trusted).
+    proxy.add(Fault("corrupt", match=r"/manifests/v$", method="GET", after=at, xor=1))
+    rd = Client(retry=FAST).get(f"{proxy.host}/{path}")
+    assert rd.digest != img.digest()
+    assert rd.digest == Digest.from_bytes(rd.raw)
+
+
+def test_write_blob_and_read_by_bare_digest(distribution: Any) -> None:
+    c = Client(retry=FAST)
+    repo = f"{distribution.host}/faults/blob{next(_n)}"
+    data = b"some bytes " * 1000
+    desc = c.write_blob(repo, data)
+    assert c.blob_exists(repo, desc.digest)
+    with c.blob(repo, desc.digest) as r:
+        parts = []
+        while chunk := r.read(4096):
+            parts.append(chunk)
+    assert b"".join(parts) == data
+    with pytest.raises(NotFoundError), c.blob(repo, Digest.from_bytes(b"absent")) as r:
+        r.read()
