@@ -8,6 +8,7 @@ every failure must be one ``pycrane: error:`` line without a traceback.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -493,6 +494,11 @@ def test_append_output_tarball(cli: Cli, tmp_path: Path) -> None:
     out = tmp_path / "built.tar"
     cli("append", "-f", str(layer), "-t", "example.com/built:1", "-o", str(out))
     assert cli.out("validate", "--tarball", str(out)) == f"PASS: {out}"
+    # export reads a docker-save tarball from stdin ("-") and writes the filesystem to stdout.
+    fs = cli("export", "-", "-", stdin=out.read_bytes()).stdout
+    with tarfile.open(fileobj=io.BytesIO(fs)) as tf:
+        member = next(m for m in tf.getmembers() if m.name.lstrip("./") == "hello")
+        assert tf.extractfile(member).read() == b"world"  # type: ignore[union-attr]
 
 
 # ------------------------------------------------------------------ auth

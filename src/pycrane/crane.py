@@ -209,7 +209,7 @@ def pull(
         if format == "legacy":
             tarball.write_legacy(path, chosen, progress=progress)
         else:
-            tarball.write(path, chosen, progress=progress)
+            tarball.write(path, chosen, progress=progress, jobs=jobs)
 
 
 def push(

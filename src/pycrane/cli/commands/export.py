@@ -32,10 +32,6 @@ def export(opts: Options, image: str, tarball: str) -> None:
         from pycrane.tarball import image_from_fileobj
 
         img = image_from_fileobj(sys.stdin.buffer, name="<stdin>")
-    elif os.path.isfile(image):
-        from pycrane.tarball import image_from_path
-
-        img = image_from_path(image)
     else:
         img = opts.client().image(parse_reference(image), platform=opts.platform)
 
