@@ -124,6 +124,10 @@ class _SpoolWriter:
         self._pending: list[bytes] = []
         self._pending_size = 0
 
+    def tell(self) -> int:
+        """Bytes written so far (lets ``tarfile`` use its direct, unbuffered mode)."""
+        return self.diff.size
+
     def write(self, data: bytes | bytearray | memoryview) -> int:
         n = len(data)
         if not n:
@@ -399,9 +403,8 @@ def layer_from_directory(
     stamp = source_date_epoch() if mtime is None else mtime
     w = _SpoolWriter(compression)
     try:
-        with tarfile.open(
-            fileobj=cast(Any, w), mode="w|", format=tarfile.PAX_FORMAT, bufsize=CHUNK
-        ) as tar:
+        with tarfile.open(fileobj=cast(Any, w), mode="w", format=tarfile.PAX_FORMAT) as tar:
+            tar.copybufsize = CHUNK  # type: ignore[attr-defined]
             inodes: dict[tuple[int, int], str] = {}
             for full, arc in _walk_sorted(root):
                 info = _tarinfo_for(tar, full, arc, stamp, inodes)
