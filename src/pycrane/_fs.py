@@ -51,6 +51,7 @@ __all__ = [
     "listdir",
     "makedirs",
     "mkstemp",
+    "open_append",
     "open_read",
     "publish",
     "read_bytes",
@@ -189,6 +190,11 @@ def listdir(path: str | os.PathLike[str]) -> list[str]:
 def open_read(path: str | os.PathLike[str]) -> BinaryIO:
     """Open a file for reading, retrying transient sharing violations."""
     return retry(lambda: open(path, "rb"))
+
+
+def open_append(path: str | os.PathLike[str]) -> BinaryIO:
+    """Open (or create) a file to append to, retrying transient sharing violations."""
+    return retry(lambda: open(path, "ab"))
 
 
 def read_bytes(path: str | os.PathLike[str]) -> bytes:

@@ -518,7 +518,7 @@ class BlobWriter:
                         self._hasher.update(chunk)
             else:
                 _fs.atomic_write_bytes(self._dir / "ref", ref.encode("utf-8"), durable=False)
-            self._f = _fs.retry(lambda: open(self._data, "ab"))  # noqa: SIM115
+            self._f = _fs.open_append(self._data)
             if self._f.tell() != self._hasher.size:  # pragma: no cover - concurrent foreign writer
                 raise StoreError(f"ingest {ref!r}: {self._data} changed while it was reopened")
         except BaseException:
