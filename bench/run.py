@@ -50,6 +50,7 @@ from benchlib.report import (  # noqa: E402
     CaseResult,
     VariantResult,
     evaluate,
+    load_summary,
     machine_info,
     markdown,
 )
@@ -244,6 +245,50 @@ else
 fi
 printf '%s\n' "$@" | xargs -P "$jobs" -n 1 bash -c "$fetch"
 """
+
+
+COPY_ONE_SCRIPT = r"""#!/bin/bash
+# Copy one blob between registries with curl: start an upload, then GET piped into PUT.
+set -euo pipefail
+src="$1"; dst="$2"; hex="$3"
+loc=$(curl -sSf -X POST -D - -o /dev/null "$dst/blobs/uploads/" | tr -d '\r' |
+  awk 'tolower($1) == "location:" {print $2}')
+case "$loc" in http*) ;; *) loc="${dst%%/v2/*}$loc" ;; esac
+case "$loc" in *\?*) sep='&' ;; *) sep='?' ;; esac
+curl -sSf "$src/blobs/sha256:$hex" |
+  curl -sSf -o /dev/null -X PUT -H 'Content-Type: application/octet-stream' -T - \
+    "$loc${sep}digest=sha256:$hex"
+"""
+
+
+def check_blobs(host: str, repo: str, blobs: list[im.Blob]) -> str:
+    for b in {b.digest: b for b in blobs}.values():
+        r = _http.request("HEAD", f"http://{host}/v2/{repo}/blobs/{b.digest}")
+        if r.status != 200 or r.headers.get("Content-Length") != str(b.size):
+            return f"curl copy: blob {b.digest[:19]} not in {repo} (HTTP {r.status})"
+    return ""
+
+
+def copy_floor_cmd(
+    work: Path, src: _Server, dst: _Server, repo: str, blobs: list[im.Blob], jobs: int, stem: str
+) -> Callable[[Path], Cmd]:
+    """The floor of a copy: per blob, ``curl GET | curl PUT`` (no client-side hashing)."""
+    script = work / "copy_one.sh"
+    if not script.exists():
+        script.write_text(COPY_ONE_SCRIPT)
+    uniq = sorted({b.digest.split(":", 1)[1] for b in blobs})
+
+    def make(d: Path) -> Cmd:
+        dst_repo = f"{stem}-{d.name}"
+        shell = 'printf "%s\\n" "${@:3}" | xargs -P "$1" -n 1 bash "$2" "$SRC" "$DST"'
+        return Cmd(
+            ["bash", "-c", shell, "copy-floor", str(jobs), str(script), *uniq],
+            env={"SRC": f"{src.url}/v2/{repo}", "DST": f"{dst.url}/v2/{dst_repo}"},
+            check=lambda: check_blobs(dst.host, dst_repo, blobs),
+            servers=list({id(s): s for s in (src, dst)}.values()),
+        )
+
+    return make
 
 
 def floor_cmd(
@@ -497,6 +542,18 @@ class Bench:
                     [
                         self.v_pycrane(copy_to(r2, "copy/xreg", "pycrane")),
                         self.v_skopeo(copy_to(r2, "copy/xreg", "skopeo")),
+                        Variant(
+                            "curl->curl",
+                            copy_floor_cmd(
+                                self.work,
+                                r1,
+                                r2,
+                                "bench/big",
+                                built.blobs,
+                                self.args.jobs,
+                                "copy/floor",
+                            ),
+                        ),
                     ],
                     floor_of="pull-oci/big",
                 )
@@ -836,6 +893,7 @@ def main(argv: list[str] | None = None) -> int:
             "`curl -o FILE`, each followed by `sync FILE` (pycrane fsyncs too)",
         ),
         ("skopeo", "cold blob-info cache every run; `--all` for the index"),
+        ("load average before runs", load_summary(results + sweep_results)),
         ("elapsed", f"{elapsed:.0f} s"),
     ]
     md = markdown("pycrane benchmark", info, settings, results, sweep_results, targets, b.notes)
@@ -933,7 +991,15 @@ def run_main(
         cases += b.copy_cases(r1, r2, big, tags)
         cases += b.server_cases(r1, srv, "big", layouts["big"], big)
     cases = [c for c in cases if c.name in want]
-    return b.run_cases(cases, rounds)
+    results = b.run_cases(cases, rounds)
+    if any(c.group == "server" for c in cases):
+        for label, s in (("distribution", r1), ("pycrane server", srv)):
+            if s is not None:
+                b.notes.append(
+                    f"{label}: peak RSS {s.peak_rss_kib() / 1024:.0f} MiB over all its runs "
+                    f"(seeding included)"
+                )
+    return results
 
 
 def run_sweep(b: Bench, sweep_sizes: list[int], patterns: list[str]) -> list[CaseResult]:

@@ -34,6 +34,8 @@ class Sample:
     rc: int
     err: str = ""  # tail of stderr when rc != 0 or a check failed
     server_cpu: float | None = None  # CPU seconds the registry server spent on this run
+    minflt: int = 0  # minor page faults (expensive on this VM: see shared/research/http.md)
+    load: float = 0.0  # 1-minute load average just before the run (others' work shows here)
 
     @property
     def cpu(self) -> float:
@@ -74,10 +76,11 @@ def run_measured(
     full_env = dict(os.environ)
     if env:
         full_env.update(env)
+    load = os.getloadavg()[0]
     with tempfile.TemporaryFile() as out, tempfile.NamedTemporaryFile("r") as tf:
         t0 = time.perf_counter()
         proc = subprocess.Popen(
-            [TIME, "-f", "%U %S %M", "-o", tf.name, *argv],
+            [TIME, "-f", "%U %S %M %R", "-o", tf.name, *argv],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -110,10 +113,12 @@ def run_measured(
         rc = proc.returncode
         user, sys_, maxrss = ru.ru_utime, ru.ru_stime, int(ru.ru_maxrss)
         fields = (tf.read().strip().splitlines() or [""])[-1].split()
-        if len(fields) == 3:
+        minflt = 0
+        if len(fields) == 4:
             # time(1) forked the tool from its own small image, so its %M is the tool's
             # own peak, not the harness's RSS inherited across fork+exec.
             user, sys_, maxrss = float(fields[0]), float(fields[1]), int(fields[2])
+            minflt = int(fields[3])
         err = ""
         if rc != 0 or timed_out.is_set():
             out.seek(0)
@@ -127,6 +132,8 @@ def run_measured(
         sys=sys_,
         maxrss_kib=maxrss,
         rc=rc,
+        minflt=minflt,
+        load=load,
         err=err,
     )
 

@@ -63,6 +63,12 @@ def ratio(a: VariantResult, b: VariantResult) -> tuple[float, float, float] | No
     return statistics.median(rs), min(rs), max(rs)
 
 
+def cpu_ratio(a: VariantResult, b: VariantResult) -> float | None:
+    """Ratio of median CPU seconds (user+sys): steadier than wall time on a shared machine."""
+    ma, mb = a.median("cpu"), b.median("cpu")
+    return None if ma is None or mb is None or mb == 0 else ma / mb
+
+
 def _fmt_ratio(r: tuple[float, float, float] | None) -> str:
     if r is None:
         return "-"
@@ -152,11 +158,12 @@ def evaluate(cases: Sequence[CaseResult], sweep: Sequence[CaseResult]) -> list[T
             continue
         if c.group in ("pull", "copy") and c.baseline and c.baseline in c.variants:
             r = ratio(subj, c.variants[c.baseline])
+            cr = cpu_ratio(subj, c.variants[c.baseline])
             out.append(
                 Target(
                     "wall vs skopeo",
                     c.name,
-                    _fmt_ratio(r),
+                    _fmt_ratio(r) + ("" if cr is None else f"; CPU {cr:.2f}x"),
                     "≤ 0.60x",
                     None if r is None else r[0] <= 0.60,
                 )
@@ -175,6 +182,18 @@ def evaluate(cases: Sequence[CaseResult], sweep: Sequence[CaseResult]) -> list[T
                         None if r is None else r[0] <= 1.10,
                     )
                 )
+        copy_floor = c.variants.get("curl->curl")
+        if c.group == "copy" and copy_floor is not None:
+            r = ratio(subj, copy_floor)
+            out.append(
+                Target(
+                    "wall vs curl->curl copy floor (context)",
+                    c.name,
+                    _fmt_ratio(r),
+                    "≤ 1.10x",
+                    None if r is None else r[0] <= 1.10,
+                )
+            )
         if c.group == "server" and c.baseline in c.variants:
             r = ratio(subj, c.variants[c.baseline or ""])
             out.append(
@@ -219,6 +238,14 @@ def evaluate(cases: Sequence[CaseResult], sweep: Sequence[CaseResult]) -> list[T
             )
         )
     return out
+
+
+def load_summary(cases: Sequence[CaseResult]) -> str:
+    """1-minute load average seen before the runs: above ~2 the 2 cores were shared."""
+    loads = [s.load for c in cases for v in c.variants.values() for s in v.samples]
+    if not loads:
+        return "-"
+    return f"median {statistics.median(loads):.2f} (min {min(loads):.2f}, max {max(loads):.2f})"
 
 
 def _variant_rows(c: CaseResult) -> list[str]:
