@@ -86,7 +86,11 @@ class WindowsFS:
     errors: Counter[int] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
-        self.root = os.path.realpath(os.fspath(self.root))
+        given = os.path.abspath(os.fspath(self.root))
+        self.root = os.path.realpath(given)
+        # Paths may arrive through a symlink (macOS /var -> /private/var) or in another case
+        # (Windows): accept any spelling of the root.
+        self._roots = {os.path.normcase(given), os.path.normcase(self.root)}
         self._lock = threading.RLock()
         self._handles: dict[Key, list[_Handle]] = {}
         self._pending: dict[Key, str] = {}
@@ -105,8 +109,8 @@ class WindowsFS:
             return False
         if isinstance(p, bytes):
             p = os.fsdecode(p)
-        p = os.path.abspath(p)
-        return p == self.root or p.startswith(self.root + os.sep)
+        p = os.path.normcase(os.path.abspath(p))
+        return any(p == r or p.startswith(r + os.sep) for r in self._roots)
 
     def _key(self, path: Any) -> Key | None:
         try:
