@@ -682,23 +682,30 @@ def test_progress_bars_on_a_terminal_only(cli: Cli, big_image_ref: str, tmp_path
 
 
 @POSIX_ONLY
-def test_ctrl_c_leaves_nothing_half_written(cli: Cli, big_image_ref: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("fmt", ["tarball", "oci"])
+def test_ctrl_c_leaves_nothing_half_written(
+    cli: Cli, big_image_ref: str, tmp_path: Path, fmt: str
+) -> None:
     import signal
     import time
 
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    target = out_dir / "image.tar"
+    target = out_dir / ("image.tar" if fmt == "tarball" else "layout")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pycrane", "pull", big_image_ref, str(target)],
+        [sys.executable, "-m", "pycrane", "pull", "--format", fmt, big_image_ref, str(target)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=_env(None, cli.home),
     )
+
+    def under_way() -> bool:
+        files = [p for p in out_dir.rglob("*") if p.is_file()]
+        return any(p.stat().st_size > (2 << 20) for p in files)
+
     deadline = time.monotonic() + 120
     while proc.poll() is None and time.monotonic() < deadline:
-        temps = [p for p in out_dir.iterdir() if p.name.startswith(".image.tar.")]
-        if temps and temps[0].stat().st_size > (4 << 20):
+        if under_way():
             proc.send_signal(signal.SIGINT)
             break
         time.sleep(0.005)
@@ -707,7 +714,15 @@ def test_ctrl_c_leaves_nothing_half_written(cli: Cli, big_image_ref: str, tmp_pa
         pytest.skip("the pull finished before it could be interrupted")
     assert proc.returncode == 130, err
     assert err.decode() == "pycrane: error: interrupted\n"
-    assert list(out_dir.iterdir()) == []  # no target, no temp file
+    if fmt == "tarball":
+        assert list(out_dir.iterdir()) == []  # no target, no temp file
+        return
+    layout = Layout.open(target)
+    assert layout.descriptors() == []  # nothing named until everything is there
+    blobs = list((target / "blobs" / "sha256").iterdir())
+    for blob in blobs:  # whatever was published is complete and verified
+        assert hashlib.sha256(blob.read_bytes()).hexdigest() == blob.name
+    assert layout.validate() == []
 
 
 @POSIX_ONLY
