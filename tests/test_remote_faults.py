@@ -70,10 +70,13 @@ def expected_layers(img: Image) -> list[bytes]:
     return out
 
 
-def test_resume_after_drop_mid_blob(proxy: FaultProxy, seeded: tuple[str, Image]) -> None:
+@pytest.mark.parametrize("prefetch", [False, True])
+def test_resume_after_drop_mid_blob(
+    proxy: FaultProxy, seeded: tuple[str, Image], prefetch: bool
+) -> None:
     path, img = seeded
     proxy.add(Fault("drop", match=r"/blobs/sha256:", method="GET", after=100_000, count=2))
-    got = pull_all(Client(retry=FAST), f"{proxy.host}/{path}")
+    got = pull_all(Client(retry=FAST, prefetch=prefetch), f"{proxy.host}/{path}")
     assert got == expected_layers(img)
     ranges = [e.range for e in proxy.requests("GET", r"/blobs/") if e.range]
     # Two drops: either one per layer, or the resumed request dropped again further on.
@@ -81,38 +84,48 @@ def test_resume_after_drop_mid_blob(proxy: FaultProxy, seeded: tuple[str, Image]
     assert set(ranges) <= {"bytes=100000-", "bytes=200000-"}
 
 
-def test_resume_when_server_ignores_range(proxy: FaultProxy, seeded: tuple[str, Image]) -> None:
+@pytest.mark.parametrize("prefetch", [False, True])
+def test_resume_when_server_ignores_range(
+    proxy: FaultProxy, seeded: tuple[str, Image], prefetch: bool
+) -> None:
     path, img = seeded
     proxy.add(Fault("drop", match=r"/blobs/sha256:", method="GET", after=50_000, count=1))
     proxy.add(Fault("ignore_range", match=r"/blobs/", count=-1))
-    got = pull_all(Client(retry=FAST), f"{proxy.host}/{path}")
+    got = pull_all(Client(retry=FAST, prefetch=prefetch), f"{proxy.host}/{path}")
     assert got == expected_layers(img)
     assert any(e.fault == "ignore_range" for e in proxy.log)
 
 
-def test_persistent_drop_fails_with_one_line(proxy: FaultProxy, seeded: tuple[str, Image]) -> None:
+@pytest.mark.parametrize("prefetch", [False, True])
+def test_persistent_drop_fails_with_one_line(
+    proxy: FaultProxy, seeded: tuple[str, Image], prefetch: bool
+) -> None:
     path, _ = seeded
     proxy.add(Fault("drop", match=r"/blobs/sha256:", method="GET", after=1000, count=-1))
     with pytest.raises(TransportError) as ei:
-        pull_all(Client(retry=FAST), f"{proxy.host}/{path}")
+        pull_all(Client(retry=FAST, prefetch=prefetch), f"{proxy.host}/{path}")
     msg = str(ei.value)
     assert "\n" not in msg and "blob" in msg and "connection failed" in msg
 
 
-def test_corrupt_blob_is_a_digest_error(proxy: FaultProxy, seeded: tuple[str, Image]) -> None:
+@pytest.mark.parametrize("prefetch", [False, True])
+def test_corrupt_blob_is_a_digest_error(
+    proxy: FaultProxy, seeded: tuple[str, Image], prefetch: bool
+) -> None:
     path, _ = seeded
     proxy.add(Fault("corrupt", match=r"/blobs/sha256:", method="GET", after=5, count=-1))
     with pytest.raises(VerificationError, match="digest mismatch"):
-        pull_all(Client(retry=FAST), f"{proxy.host}/{path}")
+        pull_all(Client(retry=FAST, prefetch=prefetch), f"{proxy.host}/{path}")
 
 
+@pytest.mark.parametrize("prefetch", [False, True])
 def test_truncated_body_with_honest_length_is_a_size_error(
-    proxy: FaultProxy, seeded: tuple[str, Image]
+    proxy: FaultProxy, seeded: tuple[str, Image], prefetch: bool
 ) -> None:
     path, _ = seeded
     proxy.add(Fault("truncate", match=r"/blobs/sha256:", method="GET", after=10, count=-1))
     with pytest.raises(VerificationError, match="size mismatch"):
-        pull_all(Client(retry=FAST), f"{proxy.host}/{path}")
+        pull_all(Client(retry=FAST, prefetch=prefetch), f"{proxy.host}/{path}")
 
 
 def test_5xx_and_429_are_retried(proxy: FaultProxy, seeded: tuple[str, Image]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -142,3 +143,46 @@ def test_user_agent_and_no_auth_for_anonymous(forward_proxy: FaultProxy) -> None
     for e in forward_proxy.log:
         assert e.headers.get("User-Agent", "").startswith("pycrane/")
         assert "Authorization" not in e.headers
+
+
+class _Endless:
+    def __init__(self, fail_after: int | None = None) -> None:
+        self.closed = threading.Event()
+        self.reads = 0
+        self.fail_after = fail_after
+
+    def read(self, n: int = -1) -> bytes:
+        self.reads += 1
+        if self.fail_after is not None and self.reads > self.fail_after:
+            raise TransportError("boom")
+        return b"x" * min(n, 1000)
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+def test_prefetcher_stops_when_closed_dropped_or_failing() -> None:
+    import gc
+
+    from pycrane.remote._prefetch import Prefetcher
+
+    raw = _Endless()
+    p = Prefetcher(raw, chunk=1000, depth=2)
+    assert p.read(10) == b"x" * 10
+    assert p.read(2000) == b"x" * 990  # the rest of the first chunk, no more
+    p.close()
+    assert raw.closed.wait(10)
+
+    raw2 = _Endless()
+    p2 = Prefetcher(raw2, chunk=1000, depth=2)
+    p2.read(1)
+    del p2
+    gc.collect()
+    assert raw2.closed.wait(10)  # dropped without close: the pump thread still ends
+
+    raw3 = _Endless(fail_after=3)
+    p3 = Prefetcher(raw3, chunk=1000, depth=8)
+    with pytest.raises(TransportError, match="boom"):
+        while p3.read(1000):
+            pass
+    assert raw3.closed.wait(10)

@@ -204,6 +204,7 @@ class Client:
         monolithic_limit: int = MONOLITHIC_LIMIT,
         allow_nondistributable: bool = False,
         referrers_fallback: bool = True,
+        prefetch: bool = False,
     ) -> None:
         self.transport = Transport(
             insecure=insecure,
@@ -222,6 +223,9 @@ class Client:
         self.monolithic_limit = monolithic_limit
         self.allow_nondistributable = allow_nondistributable
         self.referrers_fallback = referrers_fallback
+        #: Read large blobs ahead on a second thread, overlapping receiving with hashing.
+        #: Off by default: against distribution on 2 shared cores it measured no gain.
+        self.prefetch = prefetch
         #: Manifests (and referrers indexes) larger than this are refused.
         self.manifest_limit = MANIFEST_LIMIT
         self._sessions: dict[str, RegistrySession] = {}

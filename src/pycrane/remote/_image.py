@@ -11,12 +11,13 @@ from __future__ import annotations
 import io
 import logging
 import time
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from urllib3.exceptions import HTTPError as _Urllib3Error
 
 from pycrane.errors import ManifestError, SizeMismatch, TransportError
 from pycrane.name import DigestRef, Reference, Repository
+from pycrane.remote._prefetch import Prefetcher
 from pycrane.v1 import mediatypes as mt
 from pycrane.v1.descriptor import Descriptor
 from pycrane.v1.digest import Digest, VerifyingReader
@@ -31,6 +32,8 @@ __all__ = ["BlobStream", "RemoteImage", "RemoteIndex", "RemoteLayer", "read_all"
 
 log = logging.getLogger("pycrane.remote")
 
+#: Blobs larger than this are read ahead on a second thread (see _prefetch).
+PREFETCH_MIN = 1 << 20
 #: Config blobs (JSON) larger than this are refused.
 CONFIG_LIMIT = 100 << 20
 
@@ -209,12 +212,10 @@ class RemoteLayer(LayerBase):
         data = inline_data(d, what)
         if data is not None:
             return io.BytesIO(data)
-        return VerifyingReader(  # type: ignore[return-value]
-            BlobStream(self._client, self.repository, d),  # type: ignore[arg-type]
-            d.digest,
-            d.size,
-            what,
-        )
+        raw: Any = BlobStream(self._client, self.repository, d)
+        if self._client.prefetch and (d.size < 0 or d.size > PREFETCH_MIN):
+            raw = Prefetcher(raw)
+        return VerifyingReader(raw, d.digest, d.size, what)  # type: ignore[return-value]
 
     def verified(self) -> BinaryIO:
         return self.compressed()  # already verified; do not hash twice
