@@ -438,3 +438,31 @@ def test_truncated_archive_names_the_member(tmp_path: Path) -> None:
         layer.compressed() as r,
     ):
         r.read()
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, object]] = []
+        self.bytes: dict[str, int] = {}
+
+    def start(self, digest: Digest, total: int | None, description: str = "") -> None:
+        self.events.append(("start", str(digest), total))
+
+    def advance(self, digest: Digest, nbytes: int) -> None:
+        self.bytes[str(digest)] = self.bytes.get(str(digest), 0) + nbytes
+
+    def finish(self, digest: Digest, *, skipped: bool = False) -> None:
+        self.events.append(("finish", str(digest), skipped))
+
+
+def test_progress_reports_every_blob_once_and_skips_duplicates(tmp_path: Path) -> None:
+    img = random_image(2, 3000, duplicate_empty_layers=2, seed=60)
+    rec = _Recorder()
+    tarball.write(tmp_path / "p.tar", {"x:1": img}, progress=rec)
+    layers = img.manifest().layers
+    empty = str(layers[-1].digest)
+    starts = [e[1] for e in rec.events if e[0] == "start"]
+    assert sorted(starts) == sorted({str(d.digest) for d in layers} | {str(img.config_name())})
+    assert ("finish", empty, True) in rec.events  # the repeated empty layer is skipped
+    for d in layers:
+        assert rec.bytes[str(d.digest)] == d.size
