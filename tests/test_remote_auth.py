@@ -425,3 +425,17 @@ def test_link_header_parsing() -> None:
     d = Digest.from_bytes(b"x")
     assert _with_digest("http://r/up/1?_state=s", d) == f"http://r/up/1?_state=s&digest={d}"
     assert _with_digest("http://r/up/1", d) == f"http://r/up/1?digest={d}"
+
+
+@pytest.mark.distribution
+def test_token_catalog_tags_and_delete(distribution_token: Any) -> None:
+    reg = distribution_token
+    c = Client(keychain=creds_for(reg), retry=FAST)
+    img = random_image(1, 64, seed=29)
+    c.write_image(f"{reg.host}/tok/del:v", img)
+    assert "tok/del" in c.catalog(reg.host)
+    assert c.list_tags(f"{reg.host}/tok/del") == ["v"]
+    assert c.delete(f"{reg.host}/tok/del:v") == img.digest()
+    assert c.exists(f"{reg.host}/tok/del@{img.digest()}") is None
+    scopes = {s for r in reg.token_server.requests for s in r.scopes}
+    assert "registry:catalog:*" in scopes and "repository:tok/del:pull,push,delete" in scopes
