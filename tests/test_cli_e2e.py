@@ -816,3 +816,15 @@ def test_copy_with_referrers(
     other = _repo(registry, "refnone")
     cli("copy", f"{src}:v1", f"{other}:v1")
     cli.fails("manifest", f"{other}@{sig.digest()}")
+
+
+def test_insecure_reaches_a_self_signed_tls_registry(
+    cli: Cli, pycrane_registry_factory: Any, image_layout: tuple[Path, Image]
+) -> None:
+    layout, img = image_layout
+    reg = pycrane_registry_factory(tls=True)
+    assert reg.url.startswith("https://")
+    ref = f"{reg.host}/cli/tls:v1"
+    assert reg.host in cli.fails("push", str(layout), ref)
+    assert cli.out("--insecure", "push", str(layout), ref) == f"{reg.host}/cli/tls@{img.digest()}"
+    assert cli.out("digest", "--insecure", ref) == str(img.digest())  # flag after the command too
