@@ -115,3 +115,23 @@ def test_cache_serves_repeat_pulls_from_disk(
     with pytest.raises(NotFoundError):
         crane.pull([ref], tmp_path / "c.tar", client=client)
     assert not (tmp_path / "c.tar").exists()
+
+
+def test_layout_gc_removes_only_unreferenced_blobs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    keep, drop = random_image(2, 512, seed=31), random_image(2, 512, seed=32)
+    layout = Layout.create(tmp_path / "l")
+    layout.append(keep, ref_name="keep")
+    layout.append(drop, ref_name="drop")
+    layout.remove_descriptors(lambda d: d.ref_name == "drop")
+    assert main(["layout", "gc", str(tmp_path / "l")]) == 0
+    removed = set(capsys.readouterr().out.split())
+    expected = {str(d.digest) for d in drop.manifest().layers} | {
+        str(drop.digest()),
+        str(drop.manifest().config.digest),
+    }
+    assert removed == expected
+    assert main(["validate", "--layout", str(tmp_path / "l")]) == 0
+    assert main(["layout", "gc", str(tmp_path / "l")]) == 0
+    assert capsys.readouterr().out == f"PASS: {tmp_path / 'l'}\n"  # second gc: nothing left

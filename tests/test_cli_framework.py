@@ -78,6 +78,7 @@ def test_every_command_module_imports_and_has_help(capsys: pytest.CaptureFixture
         ("auth", ["login", "logout", "get", "token"]),
         ("index", ["list", "append", "filter"]),
         ("registry", ["serve"]),
+        ("layout", ["gc"]),
     ],
 )
 def test_groups_have_their_subcommands(

@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "export": ("export", "export", "Write an image's flattened filesystem as a tarball."),
     "flatten": ("flatten", "flatten", "Squash an image's layers into one and push it."),
     "index": ("index", "index", "List, build and filter image indexes."),
+    "layout": ("layout", "layout", "Maintain OCI image layouts on disk (gc)."),
     "ls": ("ls", "ls", "List the tags in a repository."),
     "manifest": ("inspect", "manifest", "Print the raw manifest of an image or index."),
     "mutate": ("mutate", "mutate", "Change an image's config, annotations or layers and push it."),
