@@ -171,7 +171,14 @@ class Response:
         self.close()
 
     def close(self) -> None:
+        """Give the connection back when the body was read to its end; otherwise drop it.
+
+        A connection with half a blob still in flight must never serve another request.
+        """
         with contextlib.suppress(Exception):
+            finished = self.raw.length_remaining == 0 or self.raw.isclosed()
+            if not finished:
+                self.raw.close()
             self.raw.release_conn()
 
 
