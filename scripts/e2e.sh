@@ -48,12 +48,16 @@ step() {  # step "description" command...
 
 pc() { $PYCRANE "$@"; }
 
+sha256() {  # portable: GNU coreutils or macOS
+    if command -v sha256sum >/dev/null; then sha256sum | cut -d' ' -f1; else shasum -a 256 | cut -d' ' -f1; fi
+}
+
 # -- the registry -----------------------------------------------------------------
 $PYCRANE registry serve --address 127.0.0.1:0 --disk "$work/registry" 2>"$work/server.log" &
 server_pid=$!
 host=""
 for _ in $(seq 1 200); do
-    if host=$(sed -n 's#.*serving on https\?://\([^/ ]*\).*#\1#p' "$work/server.log" | head -n1) \
+    if host=$(sed -En 's#.*serving on https?://([^/ ]+).*#\1#p' "$work/server.log" | head -n1) \
         && [[ -n "$host" ]]; then
         break
     fi
@@ -79,7 +83,7 @@ step "digest of $repo:v1" pc digest "$repo:v1"
 [[ "$(cat "$work/out")" == "$digest" ]] || fail "digest $(cat "$work/out") != pushed $digest"
 
 step "manifest of $repo:v1" pc manifest "$repo:v1"
-[[ "$(sha256sum <"$work/out" | cut -d' ' -f1)" == "${digest#sha256:}" ]] \
+[[ "$(sha256 <"$work/out")" == "${digest#sha256:}" ]] \
     || fail "the raw manifest does not hash to $digest"
 
 step "config of $repo:v1" pc config "$repo:v1"
