@@ -176,7 +176,7 @@ class Response:
         A connection with half a blob still in flight must never serve another request.
         """
         with contextlib.suppress(Exception):
-            finished = self.raw.length_remaining == 0 or self.raw.isclosed()
+            finished = self.raw.length_remaining == 0 or self.raw.closed
             if not finished:
                 self.raw.close()
             self.raw.release_conn()
