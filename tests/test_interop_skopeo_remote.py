@@ -149,3 +149,41 @@ def test_pycrane_reads_skopeo_pushed_index(distribution: Any, tmp_path: Path) ->
     for d in idx.index_manifest().manifests:
         assert d.platform is not None
         assert c.image(ref, d.platform).digest() == d.digest
+
+
+def test_remote_image_streams_into_layout_that_skopeo_reads(
+    distribution: Any, tmp_path: Path
+) -> None:
+    """Registry -> pycrane.layout (lazy RemoteImage layers stream to disk) -> skopeo."""
+    layout_mod = pytest.importorskip("pycrane.layout")
+    img = random_image(2, 50_000, duplicate_empty_layers=2, seed=506)
+    ref = f"{distribution.host}/interop/tolayout:v1"
+    c = Client()
+    c.write_image(ref, img)
+    lay = layout_mod.Layout.create(tmp_path / "lay")
+    lay.append_image(c.image(ref), ref_name="v1", jobs=4)
+    raw = skopeo("inspect", "--raw", f"oci:{tmp_path / 'lay'}:v1")
+    assert raw.encode() == img.raw_manifest()
+    back = f"{distribution.host}/interop/fromlayout:v1"
+    skopeo("copy", "--dest-tls-verify=false", f"oci:{tmp_path / 'lay'}:v1", f"docker://{back}")
+    assert c.get(back).raw == img.raw_manifest()
+
+
+def test_docker_archive_through_skopeo(distribution: Any, tmp_path: Path) -> None:
+    """pycrane.tarball docker-save -> skopeo docker-archive: -> registry -> pycrane pull."""
+    tarball = pytest.importorskip("pycrane.tarball")
+    from pycrane.name import parse_reference
+
+    img = random_image(2, 4096, seed=507, media_type=mt.DOCKER_MANIFEST)
+    archive = tmp_path / "img.tar"
+    tarball.write(archive, {parse_reference("example.com/interop/arch:v1"): img})
+    ref = f"{distribution.host}/interop/archive:v1"
+    skopeo("copy", "--dest-tls-verify=false", f"docker-archive:{archive}", f"docker://{ref}")
+    got = Client().image(ref)
+    assert got.config_file().diff_ids == img.config_file().diff_ids
+    assert got.raw_config() == img.raw_config()
+    for layer in got.layers():
+        with layer.compressed() as r:
+            while r.read(1 << 16):
+                pass  # read to EOF: the digest is verified
+        assert layer.diff_id() in img.config_file().diff_ids
