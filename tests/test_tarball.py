@@ -347,6 +347,9 @@ def test_write_to_pipe_and_failed_write_is_not_finished(tmp_path: Path) -> None:
     p = tmp_path / "p.tar"
     p.write_bytes(bytes(pipe.data))
     assert tarball.image_from_path(p).digest() == img.digest()
+    seekable = io.BytesIO()
+    tarball.write(seekable, {"x:1": img})
+    assert seekable.getvalue() == bytes(pipe.data)  # same bytes whatever the sink
     good = random_image(1, 100, seed=5)
     layer = good.layers()[0]
     assert isinstance(layer, BytesLayer)
