@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
 import time
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -296,6 +297,8 @@ class RemoteIndex(ImageIndexBase):
         self._raw = raw
         self._media_type = media_type
         self._desc = descriptor
+        self._children: dict[Digest, Image | ImageIndex] = {}
+        self._children_lock = threading.Lock()
 
     @property
     def repository(self) -> Repository:
@@ -314,6 +317,16 @@ class RemoteIndex(ImageIndexBase):
         return self._memo.get("index", parse)
 
     def child(self, descriptor: Descriptor) -> Image | ImageIndex:
+        # Memoised, but fetched outside the lock so children load concurrently.
+        with self._children_lock:
+            cached = self._children.get(descriptor.digest)
+        if cached is not None:
+            return cached
+        child = self._fetch_child(descriptor)
+        with self._children_lock:
+            return self._children.setdefault(descriptor.digest, child)
+
+    def _fetch_child(self, descriptor: Descriptor) -> Image | ImageIndex:
         ref = DigestRef(self.repository, descriptor.digest)
         what = f"manifest {ref}"
         raw = inline_data(descriptor, what)
