@@ -115,3 +115,18 @@ def test_corrupted_tarball_member_is_caught(tmp_path: Path) -> None:
     validate_image(back, fast=True)  # documents are intact
     with pytest.raises(VerificationError, match="layer 0"):
         validate_image(back)
+
+
+def test_undecodable_but_faithful_blob_is_reported_as_such() -> None:
+    junk = b"\x1f\x8b" + b"not really gzip" * 20  # gzip magic, then garbage
+    layer = BytesLayer(junk)
+    img = SimpleImage.build(
+        ConfigFile.from_dict(
+            {"rootfs": {"type": "layers", "diff_ids": ["sha256:" + "1" * 64]}, "os": "linux"}
+        ),
+        [layer],
+    )
+    with pytest.raises(VerificationError, match=r"gzip|decompress") as info:
+        validate_image(img)
+    assert not isinstance(info.value, DigestMismatch)
+    assert "\n" not in str(info.value)

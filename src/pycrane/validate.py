@@ -19,7 +19,12 @@ from typing import Any, BinaryIO, cast
 
 from pycrane import compression as comp
 from pycrane.compression import CHUNK
-from pycrane.errors import DigestMismatch, ManifestError, SizeMismatch
+from pycrane.errors import (
+    DigestMismatch,
+    ManifestError,
+    SizeMismatch,
+    VerificationError,
+)
 from pycrane.v1 import mediatypes as mt
 from pycrane.v1.descriptor import Descriptor
 from pycrane.v1.digest import Digest, DigestHasher
@@ -103,9 +108,16 @@ def validate_layer(
             while tee.read(CHUNK):
                 pass
     except (OSError, EOFError, ValueError) as e:
-        if isinstance(e, (DigestMismatch, SizeMismatch)):
+        # Corrupt bytes or a faithfully stored but undecodable blob? Hash it again to
+        # report the root cause: a digest mismatch wins.
+        again = DigestHasher(digest.algorithm)
+        with layer.compressed() as r:
+            while chunk := r.read(CHUNK):
+                again.update(chunk)
+        again.verify(what, digest, size)
+        if isinstance(e, VerificationError):
             raise
-        raise DigestMismatch(what, str(digest), f"undecodable content ({e})") from None
+        raise VerificationError(f"{what}: cannot decompress it ({e})") from None
     blob.verify(what, digest, size)
     tar.verify(f"{what} (uncompressed)", want_diff)
 
