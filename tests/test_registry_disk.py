@@ -310,3 +310,45 @@ def test_sweep_drops_abandoned_sessions(tmp_path: Path) -> None:
         assert r.status == 404 and codes(r) == ["BLOB_UPLOAD_UNKNOWN"]
         assert c.req("GET", fresh).status == 204
     assert not any(session in p.name for p in tmp_path.rglob("*") if p.suffix != ".lock")
+
+
+def test_session_requests_race_the_idle_reaper_and_the_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Status checks from many threads race the idle reaper and the closing PUT.
+
+    A request that was waiting for the session while it ended must not reopen it
+    (which would leave an orphan ingest holding the session's lock).
+    """
+    import pycrane.registry.disk as disk_mod
+
+    monkeypatch.setattr(disk_mod, "IDLE_RELEASE", 0.004)
+    storage = DiskStorage(tmp_path, fsync=False)
+    with RegistryServer(storage=storage) as reg:
+        c = Client(reg, maxsize=8)
+        for round_ in range(3):
+            data = os.urandom(2_000_000)
+            loc = c.req("POST", "/v2/race/blobs/uploads/").headers["Location"]
+            r = c.req("PATCH", loc, body=data, Content_Range=f"0-{len(data) - 1}")
+            assert r.status == 202
+
+            def status(i: int, loc: str = loc, data: bytes = data) -> int:
+                if i == 40:
+                    r = c.req("PUT", f"{loc}?digest={sha256(data)}")
+                    assert r.status == 201, r.data
+                    return 201
+                if i % 10 == 9:
+                    threading.Event().wait(0.003)
+                r = c.req("GET", loc)
+                assert r.status in (204, 404), r.data
+                if r.status == 204:
+                    assert r.headers["Range"] == f"0-{len(data) - 1}"
+                return int(r.status)
+
+            with ThreadPoolExecutor(8) as pool:
+                results = list(pool.map(status, range(100)))
+            assert results.count(201) == 1 and 204 in results, round_
+            assert c.req("GET", loc).status == 404
+        storage.close()
+    # Nothing reopened a finished session behind our back.
+    assert [p.name for p in (tmp_path / "ingest").iterdir() if p.is_dir()] == []

@@ -38,6 +38,7 @@ cross-process lock, so another server process can continue the session.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -46,12 +47,13 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from pycrane import _fs
-from pycrane.errors import DigestMismatch, NotFoundError, SizeMismatch, StoreError
+from pycrane.errors import DigestMismatch, LockTimeout, NotFoundError, SizeMismatch, StoreError
 from pycrane.layout.store import BlobStore, BlobWriter
 from pycrane.registry.apierrors import ApiError
 from pycrane.registry.manifests import PushedManifest
@@ -124,7 +126,6 @@ class DiskStorage:
         self._manifests_size = 0
         self._manifests_lock = threading.Lock()
         self.sweep()
-        self.store.sweep(SWEEP_AGE)
 
     # -- paths --------------------------------------------------------------------------------
 
@@ -220,6 +221,18 @@ class DiskStorage:
                 self._reaper.start()
         return slot
 
+    @contextlib.contextmanager
+    def _session(self, repo: str, session: str) -> Iterator[_Slot]:
+        """Hold the session's slot; a slot the reaper or a finished upload dropped is not used."""
+        while True:
+            slot = self._slot(repo, session)
+            with slot.lock:
+                with self._slots_lock:
+                    current = self._slots.get(session) is slot
+                if current:
+                    yield slot
+                    return
+
     def _writer(self, slot: _Slot, session: str, algorithm: str = "sha256") -> BlobWriter:
         """The session's open writer (caller holds ``slot.lock``)."""
         slot.used = time.monotonic()
@@ -228,8 +241,15 @@ class DiskStorage:
             w.close()  # reopened below: the data is hashed again with the other algorithm
             w = slot.writer = None
         if w is None:
-            w = slot.writer = self.store.ingest(f"upload-{session}", algorithm)
-            slot.algorithm = algorithm
+            try:
+                w = self.store.ingest(f"upload-{session}", algorithm)
+            except LockTimeout:
+                raise ApiError(
+                    "TOOMANYREQUESTS",
+                    f"upload {session} is busy in another server process",
+                    headers={"Retry-After": "1"},
+                ) from None
+            slot.writer, slot.algorithm = w, algorithm
         return w
 
     def sweep(self, older_than: float = SWEEP_AGE) -> int:
@@ -294,13 +314,11 @@ class DiskStorage:
         _fs.unlink(self._marker(repo, session))
 
     def upload_offset(self, repo: str, session: str) -> int:
-        slot = self._slot(repo, session)
-        with slot.lock:
+        with self._session(repo, session) as slot:
             return self._writer(slot, session).offset
 
     def upload_write(self, repo: str, session: str, body: Body, start: int | None) -> int:
-        slot = self._slot(repo, session)
-        with slot.lock:
+        with self._session(repo, session) as slot:
             w = self._writer(slot, session)
             check_offset(start, w.offset, session, upload_location(repo, session))
             try:
@@ -310,8 +328,7 @@ class DiskStorage:
             return w.offset
 
     def upload_finish(self, repo: str, session: str, digest: Digest) -> int:
-        slot = self._slot(repo, session)
-        with slot.lock:
+        with self._session(repo, session) as slot:
             w = self._writer(slot, session, digest.algorithm)
             size = w.offset
             try:
@@ -322,8 +339,7 @@ class DiskStorage:
         return size
 
     def upload_cancel(self, repo: str, session: str) -> None:
-        slot = self._slot(repo, session)
-        with slot.lock:
+        with self._session(repo, session) as slot:
             self._writer(slot, session).abort()
             self._drop(repo, session, slot)
 
