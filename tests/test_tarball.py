@@ -469,3 +469,14 @@ def test_progress_reports_every_blob_once_and_skips_duplicates(tmp_path: Path) -
     assert ("finish", empty, True) in rec.events  # the repeated empty layer is skipped
     for d in layers:
         assert rec.bytes[str(d.digest)] == d.size
+
+
+def test_failed_publish_leaves_no_temp_file(tmp_path: Path) -> None:
+    """The target cannot be replaced (here: it is a directory, as a file held open
+    on Windows would be): the error surfaces and the temp file is removed."""
+    target = tmp_path / "out.tar"
+    target.mkdir()
+    with pytest.raises(OSError):
+        tarball.write(target, {"x:1": random_image(1, 100, seed=70)})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.tar"]
+    assert target.is_dir() and not any(target.iterdir())

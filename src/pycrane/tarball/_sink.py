@@ -153,9 +153,15 @@ class TarSink:
             self._fh.flush()
             return
         assert self._final is not None and self._tmp is not None
-        _fs.fsync_file(self._fh)
-        self._fh.close()
-        _fs.replace(self._tmp, self._final)
+        try:
+            _fs.fsync_file(self._fh)
+            self._fh.close()
+            # Replacing, not publish(): a tarball is a user-named file, not content-addressed.
+            _fs.replace(self._tmp, self._final)
+        except BaseException:
+            self._fh.close()
+            _fs.discard(self._tmp)
+            raise
         _fs.fsync_dir(self._final.parent)
 
     def abort(self) -> None:
