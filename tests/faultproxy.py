@@ -45,7 +45,8 @@ class Fault:
     ``corrupt`` (flip the byte at ``after`` of the body), ``ignore_range`` (strip the
     request's Range header so the registry answers 200), ``reset`` (close the
     connection without answering), ``redirect`` (answer 307 to a fake blob storage on
-    another port, which logs the headers it receives in ``storage_log``).
+    another port, which logs the headers it receives in ``storage_log``), ``add_header``
+    (add ``header`` to the forwarded response).
     """
 
     kind: str
@@ -55,6 +56,8 @@ class Fault:
     status: int = 503
     retry_after: str | None = None
     after: int = 0
+    #: For ``add_header``: a response header to add, e.g. ``("OCI-Chunk-Min-Length", "65536")``.
+    header: tuple[str, str] | None = None
     #: What ``corrupt`` XORs the byte with (1 keeps ASCII text valid UTF-8).
     xor: int = 0xFF
     #: Chance that a matching request is hit (the proxy's RNG is seeded: reproducible).
@@ -291,6 +294,9 @@ class FaultProxy:
                 h.send_response_only(307, "Temporary Redirect")
             else:
                 h.send_response_only(resp.status, resp.reason)
+            extra = self._take(method, path, ("add_header",))
+            if extra is not None and extra.header is not None:
+                h.send_header(*extra.header)
             for k, v in resp.getheaders():
                 if redirecting:
                     break

@@ -356,3 +356,22 @@ def test_write_blob_and_read_by_bare_digest(distribution: Any) -> None:
     assert b"".join(parts) == data
     with pytest.raises(NotFoundError), c.blob(repo, Digest.from_bytes(b"absent")) as r:
         r.read()
+
+
+def test_oci_chunk_min_length_switches_to_chunks(proxy: FaultProxy) -> None:
+    img = random_image(1, 200_000, seed=82)
+    ref = f"{proxy.host}/faults/minchunk{next(_n)}:v"
+    proxy.add(
+        Fault(
+            "add_header",
+            method="POST",
+            match=r"/blobs/uploads/$",
+            header=("OCI-Chunk-Min-Length", "65536"),
+            count=-1,
+        )
+    )
+    Client(retry=FAST).write_image(ref, img)
+    ranges = [e.headers.get("Content-Range") for e in proxy.requests("PATCH")]
+    assert "0-65535" in ranges and "65536-131071" in ranges  # the layer, in 64 KiB chunks
+    proxy.clear()
+    assert pull_all(Client(retry=FAST), ref) == expected_layers(img)
