@@ -253,6 +253,8 @@ class MemoryStorage:
     def upload_write(self, repo: str, session: str, body: Body, start: int | None) -> int:
         up = self._upload(repo, session)
         with up.lock:
+            if self._uploads.get(session) is not up:  # finished while we waited
+                raise ApiError("BLOB_UPLOAD_UNKNOWN", f"upload {session} unknown to {repo}")
             check_offset(start, len(up.data), session, upload_location(repo, session))
             copy_body(body, up.data.extend)
             return len(up.data)
@@ -260,7 +262,8 @@ class MemoryStorage:
     def upload_finish(self, repo: str, session: str, digest: Digest) -> int:
         up = self._upload(repo, session)
         with up.lock, self._lock:
-            self._uploads.pop(session, None)
+            if self._uploads.pop(session, None) is not up:
+                raise ApiError("BLOB_UPLOAD_UNKNOWN", f"upload {session} unknown to {repo}")
         return self._publish(repo, digest, up.data)
 
     def upload_cancel(self, repo: str, session: str) -> None:
