@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import os
 import tarfile
 from pathlib import Path
 
@@ -251,3 +252,21 @@ def test_rebase_onto_a_base_of_the_other_manifest_family() -> None:
     assert {d.media_type for d in out.manifest().layers} == {mt.OCI_LAYER_GZIP}
     assert out.manifest().layers[0].digest == docker_base.manifest().layers[0].digest
     validate_image(out)
+
+
+def test_building_twice_gives_the_same_digest(tmp_path: Path) -> None:
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "main.py").write_text("print('hi')\n")
+    (tmp_path / "app" / "data").mkdir()
+    (tmp_path / "app" / "data" / "x.bin").write_bytes(bytes(range(256)) * 100)
+
+    def build() -> Image:
+        base = random_image(2, 500, seed=16)
+        layer = tarball.layer_from_directory(tmp_path / "app")
+        img = mutate.append_layers(base, [layer], history=[{"created_by": "COPY app /app"}])
+        img = mutate.config(img, entrypoint=["python", "/main.py"], env={"A": "1"})
+        return mutate.flatten(mutate.annotations(img, {"org.example": "x"}))
+
+    first = build()
+    os.utime(tmp_path / "app" / "main.py", (1, 1))  # mtimes do not leak into layers
+    assert build().digest() == first.digest()
