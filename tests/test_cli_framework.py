@@ -204,9 +204,11 @@ import sys
 import pycrane.cli._output as o
 from pycrane.cli import run
 
+real_line = o.line
+
 def flood(text):
     for _ in range(256):
-        sys.stdout.write("x" * 65536 + "\\n")
+        real_line("x" * 65536)
 
 o.line = flood
 sys.argv = ["pycrane", "auth", "get", "x.example"]
@@ -345,3 +347,17 @@ def test_rich_progress_sink_is_thread_safe() -> None:
         assert total.total == 40 * 1000
         assert len(sink._progress.tasks) == 1  # finished blobs are removed
         assert "41/41 blobs" in total.description
+
+
+def test_a_broken_pipe_elsewhere_is_an_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # EPIPE from a registry connection is a failure, not a reader leaving our stdout.
+    import pycrane.cli.commands.version as v
+
+    def upload_died() -> str:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(v, "version_string", upload_died)
+    assert main(["version"]) == status.ERROR
+    assert capsys.readouterr().err == "pycrane: error: [Errno 32] Broken pipe\n"

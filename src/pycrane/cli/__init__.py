@@ -18,6 +18,7 @@ from types import FrameType
 
 import click
 
+from pycrane.cli import _output as out
 from pycrane.cli import _status as status
 from pycrane.cli._logging import LogSetup, redact
 from pycrane.errors import PycraneError
@@ -72,7 +73,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = _wants_debug(args)
     log = LogSetup()
     log.install(verbose=False)
-    ctx: click.Context | None = None
     try:
         try:
             with cli.make_context("pycrane", args) as ctx:
@@ -83,12 +83,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     rv = cli.invoke(ctx)
                 finally:
                     opts.close()
-            sys.stdout.flush()
+            out.flush()
             return rv if isinstance(rv, int) else status.SUCCESS
         except click.exceptions.Exit as e:
-            sys.stdout.flush()
+            out.flush()
             return e.exit_code
-    except BrokenPipeError:
+    except out.StdoutClosed:
         _silence_stdout()
         return status.BROKEN_PIPE
     except (KeyboardInterrupt, click.exceptions.Abort):

@@ -75,9 +75,10 @@ class LazyGroup(click.Group):
 def _version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     if not value or ctx.resilient_parsing:
         return
+    from pycrane.cli import _output as out
     from pycrane.cli.commands.version import version_string
 
-    click.echo(version_string())
+    out.line(version_string())
     ctx.exit(0)
 
 

@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from pycrane.cli import _output as out
 from pycrane.cli._options import Options, command
 
 __all__ = ["version", "version_string"]
@@ -27,7 +28,7 @@ def version_string() -> str:
 @command("version")
 def version(opts: Options) -> None:
     """Print pycrane's version."""
-    click.echo(version_string())
+    out.line(version_string())
     if opts.verbose:
         click.echo(
             f"python {platform.python_version()} ({sys.implementation.name}) on {sys.platform}",
