@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pycrane.name import Reference, Registry, Repository
-from pycrane.remote._client import Client, RegistryNotFound, RemoteDescriptor
+from pycrane.remote._client import Client, RegistryNotFound, RemoteDescriptor, Token
 from pycrane.remote._image import RemoteImage, RemoteIndex, RemoteLayer
 from pycrane.remote._transport import RetryPolicy
 from pycrane.remote.keychain import ANONYMOUS, Credential, Keychain, StaticKeychain
@@ -42,6 +42,7 @@ __all__ = [
     "RemoteLayer",
     "RetryPolicy",
     "StaticKeychain",
+    "Token",
     "catalog",
     "config",
     "copy",
