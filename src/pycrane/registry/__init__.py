@@ -3,13 +3,22 @@
 ```python
 from pycrane.registry import RegistryServer
 
-with RegistryServer(disk="/srv/registry") as reg:   # or memory storage without disk=
-    print(reg.url)                                  # http://127.0.0.1:PORT
+with RegistryServer(disk="/srv/registry") as reg:   # memory storage without disk=
+    print(reg.host, reg.url)                        # 127.0.0.1:PORT http://127.0.0.1:PORT
 ```
 
-``serve()`` runs one in the foreground (``pycrane registry serve``). Storage
-layout on disk is described in :mod:`pycrane.registry.disk`; the HTTP surface in
-:mod:`pycrane.registry.handler`.
+``serve()`` runs one in the foreground until SIGINT/SIGTERM (``pycrane registry
+serve``). What it speaks: every v1.1 endpoint (blobs with ranges, monolithic,
+POST+PUT and chunked uploads, cross-repository mounts, manifests by tag and
+digest, tags and catalog pagination, the referrers API), sha256 and sha512,
+optional htpasswd Basic auth, TLS, read-only mode. Manifests are stored and
+served byte for byte; nothing becomes visible before its digest checks out.
+
+Where things live: :mod:`~pycrane.registry.handler` (HTTP routes),
+:mod:`~pycrane.registry.storage` (the storage interface and the memory backend),
+:mod:`~pycrane.registry.disk` (the on-disk layout, safe for several processes),
+:mod:`~pycrane.registry.pytest_plugin` (``pycrane_registry`` fixtures).
+Not done: garbage collection of blobs no repository links any more.
 """
 
 from __future__ import annotations
