@@ -57,6 +57,22 @@ class _RedactingFormatter(logging.Formatter):
         return redact(super().formatException(ei))
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at emit time.
+
+    While progress bars are live, rich swaps ``sys.stderr`` for a proxy that prints
+    above the bars; a handler holding the original stream would tear them.
+    """
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 class LogSetup:
     """Attach (and later detach) one stderr handler to the ``pycrane`` logger.
 
@@ -72,8 +88,7 @@ class LogSetup:
 
     def install(self, *, verbose: bool = False) -> None:
         if self._handler is None:
-            # Bind to the stream at call time so pytest's capture and redirections work.
-            handler = logging.StreamHandler(sys.stderr)
+            handler = _StderrHandler()
             self._logger.addHandler(handler)
             self._logger.propagate = False
             self._handler = handler
