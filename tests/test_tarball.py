@@ -480,3 +480,31 @@ def test_failed_publish_leaves_no_temp_file(tmp_path: Path) -> None:
         tarball.write(target, {"x:1": random_image(1, 100, seed=70)})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.tar"]
     assert target.is_dir() and not any(target.iterdir())
+
+
+class _Trickle(io.RawIOBase):
+    """A pipe-like reader that hands out small, uneven pieces."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = memoryview(data)
+        self._n = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:  # type: ignore[override]
+        self._n += 1
+        size = 1 + (self._n * 7919) % 65536
+        out = bytes(self._data[:size])
+        self._data = self._data[size:]
+        return out
+
+
+def test_layer_digest_does_not_depend_on_read_sizes(tmp_path: Path) -> None:
+    raw = tar_bytes([E("a", "f", os.urandom(3 << 20)), E("b", "f", b"b" * 100_000)])
+    whole = tarball.layer_from_reader(io.BytesIO(raw))
+    trickled = tarball.layer_from_reader(_Trickle(raw))  # type: ignore[arg-type]
+    p = tmp_path / "l.tar"
+    p.write_bytes(raw)
+    from_file = tarball.layer_from_file(p)
+    assert whole.digest() == trickled.digest() == from_file.digest()
