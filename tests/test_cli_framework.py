@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -361,3 +362,73 @@ def test_a_broken_pipe_elsewhere_is_an_error(
     monkeypatch.setattr(v, "version_string", upload_died)
     assert main(["version"]) == status.ERROR
     assert capsys.readouterr().err == "pycrane: error: [Errno 32] Broken pipe\n"
+
+
+CRANE_FLAGS = {
+    "pull": ["--format", "--cache_path", "-c", "--annotate-ref", "-j", "--jobs"],
+    "push": ["--index", "--image-refs"],
+    "copy": ["-a", "--all-tags", "-n", "--no-clobber", "-j", "--jobs", "--referrers"],
+    "digest": ["--full-ref", "--tarball"],
+    "ls": ["--full-ref", "-O", "--omit-digest-tags"],
+    "catalog": ["--full-ref"],
+    "validate": ["--remote", "--tarball", "--layout", "--fast"],
+    "append": [
+        "-b",
+        "--base",
+        "-f",
+        "--new_layer",
+        "-t",
+        "--new_tag",
+        "-o",
+        "--output",
+        "--set-base-image-annotations",
+        "--oci-empty-base",
+    ],
+    "mutate": [
+        "-a",
+        "--annotation",
+        "-l",
+        "--label",
+        "-e",
+        "--env",
+        "--entrypoint",
+        "--cmd",
+        "-u",
+        "--user",
+        "-w",
+        "--workdir",
+        "--exposed-ports",
+        "--append",
+        "--set-platform",
+        "-t",
+        "--tag",
+        "--repo",
+        "-o",
+        "--output",
+    ],
+    "rebase": ["--old_base", "--new_base", "-t", "--tag"],
+    "flatten": ["-t", "--tag"],
+    "auth login": ["-u", "-p", "--password-stdin"],
+    "auth token": ["--push", "-H", "--header", "-m", "--mount"],
+    "index filter": ["-t", "--tag"],
+    "index append": ["-m", "--manifest", "-t", "--tag", "--docker-empty-base", "--flatten"],
+    "registry serve": ["--address", "--disk"],
+}
+
+
+@pytest.mark.parametrize("cmd", sorted(CRANE_FLAGS))
+def test_crane_flags_are_accepted(cmd: str) -> None:
+    """Every flag crane users type exists under the same name (and the global ones too)."""
+    from pycrane.cli._app import cli
+
+    ctx = cli.make_context("pycrane", ["version"])
+    node: Any = cli
+    for part in cmd.split():
+        node = node.get_command(ctx, part)
+    names = {opt for p in node.params for opt in (*p.opts, *p.secondary_opts)}
+    missing = [
+        f
+        for f in [*CRANE_FLAGS[cmd], "--platform", "--insecure", "-v", "--verbose"]
+        if f not in names
+    ]
+    assert not missing, missing
