@@ -343,11 +343,20 @@ def test_rich_progress_sink_is_thread_safe() -> None:
             t.start()
         for t in threads:
             t.join()
+        # The same blob twice at once (copy -a): one bar, and both counted.
+        twice = Digest.from_bytes(b"twice")
+        sink.start(twice, 10)
+        sink.start(twice, 10)
+        sink.advance(twice, 10)
+        sink.finish(twice)
+        assert len(sink._progress.tasks) == 2
+        sink.advance(twice, 10)
+        sink.finish(twice)
         total = sink._progress.tasks[0]
-        assert total.completed == 40 * 1000
-        assert total.total == 40 * 1000
+        assert total.completed == 40 * 1000 + 20
+        assert total.total == 40 * 1000 + 20
         assert len(sink._progress.tasks) == 1  # finished blobs are removed
-        assert "41/41 blobs" in total.description
+        assert "43/43 blobs" in total.description
 
 
 def test_a_broken_pipe_elsewhere_is_an_error(

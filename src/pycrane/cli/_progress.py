@@ -13,10 +13,14 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TextIO
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TextIO
 
 from pycrane.progress import ProgressSink
 from pycrane.v1.digest import Digest
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 __all__ = ["RichProgress", "progress_for", "wants_progress"]
 
@@ -36,6 +40,14 @@ def wants_progress(quiet: bool, stream: TextIO | None = None) -> bool:
         return False
 
 
+@dataclass
+class _Blob:
+    task: TaskID
+    total: int
+    moved: int = 0
+    refs: int = 1
+
+
 class RichProgress:
     """A thread-safe :class:`ProgressSink` with one bar per active blob and a total bar.
 
@@ -49,7 +61,6 @@ class RichProgress:
             BarColumn,
             DownloadColumn,
             Progress,
-            TaskID,
             TextColumn,
             TimeRemainingColumn,
             TransferSpeedColumn,
@@ -66,7 +77,7 @@ class RichProgress:
             transient=False,
         )
         self._lock = threading.Lock()
-        self._tasks: dict[Digest, TaskID] = {}
+        self._blobs: dict[Digest, _Blob] = {}
         self._done = 0
         self._started = 0
         self._title = title
@@ -89,43 +100,47 @@ class RichProgress:
 
     def start(self, digest: Digest, total: int | None, description: str = "") -> None:
         with self._lock:
-            if digest in self._tasks:
-                return
-            label = description or f"{digest.hex[:12]}"
-            self._tasks[digest] = self._progress.add_task(label, total=total)
             self._started += 1
-            if total is not None:
-                self._total_bytes += total
+            self._total_bytes += total or 0
+            blob = self._blobs.get(digest)
+            if blob is not None:
+                # The same blob again (copy -a, several images): one bar, honest totals.
+                blob.refs += 1
+                blob.total += total or 0
+                self._progress.update(blob.task, total=blob.total or None)
+            else:
+                label = description or digest.hex[:12]
+                task = self._progress.add_task(label, total=total)
+                self._blobs[digest] = _Blob(task, total or 0)
             self._progress.update(
                 self._total, total=self._total_bytes or None, description=self._total_label()
             )
 
     def advance(self, digest: Digest, nbytes: int) -> None:
-        task = self._tasks.get(digest)
-        if task is not None:
-            self._progress.advance(task, nbytes)
-        self._progress.advance(self._total, nbytes)
+        with self._lock:
+            blob = self._blobs.get(digest)
+            if blob is not None:
+                blob.moved += nbytes
+                self._progress.advance(blob.task, nbytes)
+            self._progress.advance(self._total, nbytes)
 
     def finish(self, digest: Digest, *, skipped: bool = False) -> None:
         with self._lock:
-            task = self._tasks.pop(digest, None)
-            if task is None:
+            blob = self._blobs.get(digest)
+            if blob is None:
                 return
             self._done += 1
-            info = self._progress.tasks[self._task_index(task)]
-            if info.total is not None and info.completed < info.total:
-                # Skipped (already there) or cut short: keep the total honest.
-                self._total_bytes -= int(info.total - info.completed)
-            self._progress.remove_task(task)
+            blob.refs -= 1
+            if blob.refs > 0:
+                return
+            del self._blobs[digest]
+            if blob.moved < blob.total:
+                # Skipped (already there, mounted) or cut short: keep the total honest.
+                self._total_bytes -= blob.total - blob.moved
+            self._progress.remove_task(blob.task)
             self._progress.update(
                 self._total, total=self._total_bytes or None, description=self._total_label()
             )
-
-    def _task_index(self, task: object) -> int:
-        for i, t in enumerate(self._progress.tasks):
-            if t.id == task:
-                return i
-        raise KeyError(task)
 
 
 @contextmanager
