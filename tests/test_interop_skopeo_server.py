@@ -164,3 +164,95 @@ def test_skopeo_docker_archive_with_auth_and_tls(
     with tarfile.open(out) as t:
         names = t.getnames()
     assert "manifest.json" in names
+
+
+def _write_blob(layout: Path, data: bytes) -> dict[str, Any]:
+    hexd = hashlib.sha256(data).hexdigest()
+    (layout / "blobs" / "sha256" / hexd).write_bytes(data)
+    return {"digest": f"sha256:{hexd}", "size": len(data)}
+
+
+def multi_arch_layout(root: Path) -> tuple[Path, bytes]:
+    """An OCI layout, written by hand, whose tag names an index of two platform images."""
+    import gzip
+
+    layout = root / "multi"
+    (layout / "blobs" / "sha256").mkdir(parents=True)
+    (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    children = []
+    for arch in ("amd64", "arm64"):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as t:
+            data = f"hello {arch}\n".encode() * 100
+            info = tarfile.TarInfo(f"{arch}.txt")
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+        tar = buf.getvalue()
+        layer = _write_blob(layout, gzip.compress(tar, mtime=0))
+        config = {
+            "architecture": arch,
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(tar).hexdigest()]},
+        }
+        cfg = _write_blob(layout, json.dumps(config).encode())
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **cfg},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **layer}],
+        }
+        desc = _write_blob(layout, json.dumps(manifest, indent=1).encode())
+        children.append(
+            {
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                **desc,
+                "platform": {"architecture": arch, "os": "linux"},
+            }
+        )
+    index = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": children,
+    }
+    raw = json.dumps(index, indent=2).encode()
+    desc = _write_blob(layout, raw)
+    top = {
+        "schemaVersion": 2,
+        "manifests": [
+            {
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                **desc,
+                "annotations": {"org.opencontainers.image.ref.name": "multi"},
+            }
+        ],
+    }
+    (layout / "index.json").write_text(json.dumps(top))
+    return layout, raw
+
+
+def test_skopeo_copies_a_multi_arch_index(tmp_path: Path) -> None:
+    layout, raw = multi_arch_layout(tmp_path)
+    digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+    with RegistryServer(disk=tmp_path / "disk") as reg:
+        dest = f"docker://{reg.host}/interop/multi:v1"
+        skopeo("copy", "--all", "--dest-tls-verify=false", f"oci:{layout}:multi", dest)
+        assert inspect_raw(dest) == raw
+        for child in json.loads(raw)["manifests"]:
+            got = inspect_raw(f"docker://{reg.host}/interop/multi@{child['digest']}")
+            assert "sha256:" + hashlib.sha256(got).hexdigest() == child["digest"]
+        out = tmp_path / "back"
+        skopeo("copy", "--all", "--src-tls-verify=false", dest, f"oci:{out}:multi")
+        index = json.loads((out / "index.json").read_bytes())
+        assert index["manifests"][0]["digest"] == digest
+        # Pulling one platform by the index's tag picks the child, as a client would.
+        one = tmp_path / "one"
+        skopeo(
+            "--override-arch",
+            "arm64",
+            "copy",
+            "--src-tls-verify=false",
+            dest,
+            f"oci:{one}:one",
+        )
+        arm = json.loads((one / "index.json").read_bytes())["manifests"][0]["digest"]
+        assert arm == json.loads(raw)["manifests"][1]["digest"]
