@@ -593,7 +593,9 @@ def test_blob_into_a_closed_pipe_is_quiet(cli: Cli, big_image_ref: str) -> None:
 
 
 @pytest.mark.distribution
-def test_auth_token(cli: Cli, distribution_token: Any) -> None:
+def test_auth_token(
+    cli: Cli, distribution_token: Any, image_layout: tuple[Path, Image], tmp_path: Path
+) -> None:
     reg = distribution_token
     repo = f"{reg.host}/cli/token"
     if reg.username:
@@ -604,6 +606,12 @@ def test_auth_token(cli: Cli, distribution_token: Any) -> None:
     assert header.startswith("Authorization: Bearer ") and len(header) > 40
     line = cli.fails("auth", "token", f"{reg.host.split(':')[0]}:1/x")
     assert "127.0.0.1:1" in line
+    # The whole round trip through the bearer-token flow.
+    layout, img = image_layout
+    assert cli.out("push", str(layout), f"{repo}:v1") == f"{repo}@{img.digest()}"
+    cli("pull", "--format", "oci", f"{repo}:v1", str(tmp_path / "pulled"))
+    assert Layout.open(tmp_path / "pulled").descriptors()[0].digest == img.digest()
+    assert cli.out("ls", repo) == "v1"
 
 
 # ------------------------------------------------------------------ errors
