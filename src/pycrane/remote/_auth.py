@@ -167,6 +167,9 @@ class RegistrySession:
             # Forget the token: it may have expired or been revoked early.
             if self._tokens.pop(_key(scopes), None) is not None:
                 changed = True
+            for have in [k for k in self._tokens if _covers(k, scopes)]:
+                del self._tokens[have]  # it was asked for more than it was granted
+                changed = True
         return changed
 
     def token(self, scopes: Sequence[str]) -> tuple[str, int]:
@@ -178,7 +181,7 @@ class RegistrySession:
 
     def _token(self, scopes: tuple[str, ...]) -> str:
         key = _key(scopes)
-        tok = self._tokens.get(key)
+        tok = self._tokens.get(key) or self._covering(key)
         if tok is not None and tok.expires > time.monotonic():
             return tok.value
         with self._lock:
@@ -190,6 +193,14 @@ class RegistrySession:
             tok = self._fetch_token(list(scopes))
             self._tokens[key] = tok
             return tok.value
+
+    def _covering(self, want: tuple[str, ...]) -> _Token | None:
+        """A live token granted for a superset of ``want`` (a push token serves pulls)."""
+        now = time.monotonic()
+        for have, tok in list(self._tokens.items()):
+            if tok.expires > now and _covers(have, want):
+                return tok
+        return None
 
     def _check_realm(self, realm: str) -> urllib.parse.SplitResult:
         parts = urllib.parse.urlsplit(realm)
@@ -287,3 +298,27 @@ class RegistrySession:
 
 def _key(scopes: Sequence[str]) -> tuple[str, ...]:
     return tuple(sorted(set(scopes)))
+
+
+def _split_scope(scope: str) -> tuple[str, set[str]]:
+    """``repository:a/b:pull,push`` -> (``repository:a/b``, {pull, push})."""
+    resource, _, actions = scope.rpartition(":")
+    return resource, set(actions.split(","))
+
+
+def _covers(have: Sequence[str], want: Sequence[str]) -> bool:
+    """Whether a token asked for ``have`` was also asked for everything in ``want``.
+
+    This compares what was requested, not what the server granted; a registry that
+    granted less answers 401 and the caller refreshes with the exact scope set.
+    """
+    granted: dict[str, set[str]] = {}
+    for s in have:
+        resource, actions = _split_scope(s)
+        granted.setdefault(resource, set()).update(actions)
+    for s in want:
+        resource, actions = _split_scope(s)
+        held = granted.get(resource, set())
+        if "*" not in held and not actions <= held:
+            return False
+    return True

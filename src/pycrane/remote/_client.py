@@ -359,7 +359,7 @@ class Client:
             raise DigestMismatch(f"manifest {r}", str(r.digest), str(d))
         return Descriptor(media_type=ctype, digest=d, size=int(length))
 
-    def exists(self, ref: str | Reference) -> Descriptor | None:
+    def exists(self, ref: str | Reference, *, push: bool = False) -> Descriptor | None:
         """The manifest's descriptor when it exists, else None (403 counts as absent)."""
         r = _ref(ref)
         repo = r.repository
@@ -368,7 +368,7 @@ class Client:
                 "HEAD",
                 repo.registry,
                 f"/v2/{repo.path}/manifests/{r.identifier}",
-                scopes=[repo.scope("pull")],
+                scopes=[repo.scope("pull,push" if push else "pull")],
                 what=f"manifest {r}",
                 headers={"Accept": mt.MANIFEST_ACCEPT},
                 not_found=True,
@@ -533,14 +533,17 @@ class Client:
         with RemoteLayer(self, repo, desc).compressed() as r:
             return read_all(r)
 
-    def blob_exists(self, repo: str | Repository | Reference, digest: Digest | str) -> bool:
+    def blob_exists(
+        self, repo: str | Repository | Reference, digest: Digest | str, *, push: bool = False
+    ) -> bool:
+        """HEAD a blob. ``push`` asks for the push scope up front (one token for a push)."""
         rp = _repo(repo)
         d = Digest.parse(digest)
         resp = self._request(
             "HEAD",
             rp.registry,
             f"/v2/{rp.path}/blobs/{d}",
-            scopes=[rp.scope("pull")],
+            scopes=[rp.scope("pull,push" if push else "pull")],
             what=f"blob {rp.name}@{d}",
             not_found=True,
         )
@@ -585,7 +588,7 @@ class Client:
         ):
             log.debug("%s: non-distributable (%s), skipped", what, desc.media_type)
             return
-        if self.blob_exists(repo, desc.digest):
+        if self.blob_exists(repo, desc.digest, push=True):
             progress.finish(desc.digest, skipped=True)
             return
         push = [repo.scope("pull,push")]
@@ -805,7 +808,7 @@ class Client:
         return desc
 
     def _put_manifest_if_needed(self, ref: Reference, raw: bytes, media: str) -> Descriptor:
-        have = self.exists(ref)
+        have = self.exists(ref, push=True)
         digest = Digest.from_bytes(raw)
         if have is not None and have.digest == digest:
             return Descriptor(media_type=media, digest=digest, size=len(raw))
