@@ -450,3 +450,17 @@ def test_token_scope_cover() -> None:
     assert not _covers(("repository:a:pull,push",), ("repository:b:pull",))
     assert _covers(("registry:catalog:*",), ("registry:catalog:*",))
     assert not _covers((), ("repository:a:pull",))
+
+
+def test_basic_auth_against_pycrane_registry(request: pytest.FixtureRequest) -> None:
+    try:
+        factory = request.getfixturevalue("pycrane_registry_factory")
+    except pytest.FixtureLookupError:
+        pytest.skip("pycrane's registry plugin is not available")
+    reg = factory(username="alice", password="s3cret")
+    img = random_image(2, 500, seed=40)
+    c = Client(auth=Credential("alice", "s3cret"), retry=FAST)
+    c.write_image(f"{reg.host}/basic/pyc:v", img)
+    assert c.image(f"{reg.host}/basic/pyc:v").digest() == img.digest()
+    with pytest.raises(AuthenticationError):
+        Client(auth=Credential("alice", "nope"), retry=FAST).get(f"{reg.host}/basic/pyc:v")
