@@ -135,6 +135,21 @@ def test_skopeo_push_and_pull_oci_layout(tmp_path: Path, storage: str) -> None:
             f"docker://{reg.host}/interop/copy:v1",
         )
         assert inspect_raw(f"docker://{reg.host}/interop/copy:v1") == raw
+        # skopeo delete removes the manifest by digest: the tag goes with it.
+        skopeo("delete", "--tls-verify=false", f"docker://{reg.host}/interop/copy:v1")
+        p = subprocess.run(
+            [
+                "skopeo",
+                "inspect",
+                "--raw",
+                "--tls-verify=false",
+                f"docker://{reg.host}/interop/copy:v1",
+            ],
+            capture_output=True,
+            text=True,
+        )
+        assert p.returncode != 0 and "manifest unknown" in p.stderr.lower()
+        assert inspect_raw(dest) == raw  # the other repository keeps its own
 
 
 def test_skopeo_docker_archive_with_auth_and_tls(
