@@ -836,3 +836,42 @@ def test_insecure_reaches_a_self_signed_tls_registry(
     assert reg.host in cli.fails("push", str(layout), ref)
     assert cli.out("--insecure", "push", str(layout), ref) == f"{reg.host}/cli/tls@{img.digest()}"
     assert cli.out("digest", "--insecure", ref) == str(img.digest())  # flag after the command too
+
+
+def test_concurrent_pulls_into_one_layout(cli: Cli, pycrane_registry: Any, tmp_path: Path) -> None:
+    """crane's seed bug: several pulls into one OCI layout at once, sharing empty layers."""
+    from pycrane.remote import Client
+
+    refs = []
+    with Client() as client:
+        for i in range(4):
+            img = random_image(2, 4096, duplicate_empty_layers=3, seed=100 + i)
+            ref = f"{pycrane_registry.host}/cli/concurrent:{i}"
+            client.write_image(ref, img)
+            refs.append((ref, img.digest()))
+    target = tmp_path / "shared"
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pycrane",
+                "pull",
+                "--format",
+                "oci",
+                "--annotate-ref",
+                ref,
+                str(target),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=_env(None, cli.home),
+        )
+        for ref, _ in refs
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0 and err == b"", err
+    entries = {d.ref_name: d.digest for d in Layout.open(target).descriptors()}
+    assert entries == {ref: digest for ref, digest in refs}
+    assert cli.out("validate", "--layout", str(target)) == f"PASS: {target}"
