@@ -423,3 +423,23 @@ def test_source_of_wrong_length_fails_fast(distribution: Any, delta: int) -> Non
         c = Client(monolithic_limit=limit, read_timeout=20)
         with pytest.raises(SizeMismatch):
             c.write_image(f"{distribution.host}/{unique('liar/r')}:v", img)
+
+
+def test_copy_between_pycrane_and_distribution(request: pytest.FixtureRequest) -> None:
+    try:
+        pyc = request.getfixturevalue("pycrane_registry")
+    except pytest.FixtureLookupError:
+        pytest.skip("pycrane's registry plugin is not available")
+    dist = request.getfixturevalue("distribution")
+    c = Client()
+    idx = random_index(["linux/amd64", "linux/arm64"], seed=34)
+    a = f"{pyc.host}/{unique('x/a')}:v"
+    b = f"{dist.host}/{unique('x/b')}:v"
+    a2 = f"{pyc.host}/{unique('x/a')}:back"
+    c.write_index(a, idx)
+    c.copy(a, b)
+    c.copy(b, a2)
+    for ref in (a, b, a2):
+        assert c.get(ref).raw == idx.raw_manifest()
+        for layer in c.image(ref, "linux/arm64").layers():
+            layer_bytes(layer)
