@@ -811,3 +811,54 @@ def test_ipv6_loopback() -> None:
     with server:
         assert server.host.startswith("[::1]:")
         assert Client(server).req("GET", "/v2/").status == 200
+
+
+def _raw_exchange(reg: RegistryServer, payload: bytes, responses: int) -> list[bytes]:
+    """Send raw bytes, read ``responses`` HTTP responses (each with Content-Length)."""
+    host, port = reg.host.rsplit(":", 1)
+    out: list[bytes] = []
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        s.sendall(payload)
+        buf = b""
+        while len(out) < responses:
+            while b"\r\n\r\n" not in buf:
+                more = s.recv(65536)
+                if not more:
+                    return out
+                buf += more
+            head, _, buf = buf.partition(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                k, _, v = line.partition(b":")
+                if k.strip().lower() == b"content-length":
+                    length = int(v)
+            while len(buf) < length:
+                buf += s.recv(65536)
+            out.append(head + b"\r\n\r\n" + buf[:length])
+            buf = buf[length:]
+    return out
+
+
+def test_chunked_extensions_trailers_and_pipelining(reg: RegistryServer, repo: str) -> None:
+    data = b"hello chunked world"
+    d = sha256(data)
+    body = b"5;ext=1\r\nhello\r\n8\r\n chunked\r\n6\r\n world\r\n0\r\nX-Trailer: yes\r\n\r\n"
+    payload = (
+        f"POST /v2/{repo}/blobs/uploads/?digest={d} HTTP/1.1\r\nHost: x\r\n"
+        "Transfer-Encoding: chunked\r\nContent-Length: 999\r\n\r\n"
+    ).encode() + body
+    # A second request pipelined right behind the first.
+    payload += f"GET /v2/{repo}/blobs/{d} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+    first, second = _raw_exchange(reg, payload, 2)
+    assert first.startswith(b"HTTP/1.1 201"), first
+    assert second.startswith(b"HTTP/1.1 200") and second.endswith(data), second
+
+
+def test_malformed_chunked_body_is_refused(reg: RegistryServer, repo: str) -> None:
+    payload = (
+        f"POST /v2/{repo}/blobs/uploads/?digest={sha256(b'x')} HTTP/1.1\r\nHost: x\r\n"
+        "Transfer-Encoding: chunked\r\n\r\nzz\r\nx\r\n0\r\n\r\n"
+    ).encode()
+    (reply,) = _raw_exchange(reg, payload, 1)
+    assert reply.startswith(b"HTTP/1.1 400"), reply
+    assert b"BLOB_UPLOAD_INVALID" in reply and b"Connection: close" in reply
