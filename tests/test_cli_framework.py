@@ -99,6 +99,14 @@ def test_version_in_process_and_flag(capsys: pytest.CaptureFixture[str]) -> None
     assert capsys.readouterr().out == version("pycrane") + "\n"
 
 
+def test_a_group_alone_shows_its_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == status.SUCCESS
+    assert capsys.readouterr().out.startswith("Usage: pycrane [OPTIONS] COMMAND")
+    assert main(["auth"]) == status.SUCCESS
+    cap = capsys.readouterr()
+    assert cap.out.startswith("Usage: pycrane auth [OPTIONS] COMMAND") and cap.err == ""
+
+
 def test_usage_errors_are_one_line_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["no-such-command"]) == status.USAGE
     err = capsys.readouterr().err

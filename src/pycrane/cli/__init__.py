@@ -25,6 +25,12 @@ from pycrane.errors import PycraneError
 
 __all__ = ["main", "run", "status"]
 
+# click >= 8.2 raises this for a group called without a subcommand; older clicks print
+# the help and exit 0 themselves.
+_NoArgsIsHelp: type[click.UsageError] = getattr(
+    click.exceptions, "NoArgsIsHelpError", type("_Never", (click.UsageError,), {})
+)
+
 
 def _error(message: str) -> None:
     line = " ".join(redact(message).split()) or "unknown error"
@@ -96,6 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         _error("interrupted")
         return status.INTERRUPTED
+    except _NoArgsIsHelp as e:
+        # `pycrane` or `pycrane auth` alone: show the help, as crane does (not an error).
+        out.line(e.format_message())
+        return status.SUCCESS
     except click.UsageError as e:
         if debug:
             traceback.print_exc()
