@@ -739,6 +739,13 @@ def test_read_only(tmp_path: Path) -> None:
             r = c.req(method, path, body=b"{}")
             assert r.status == 405 and codes(r) == ["UNSUPPORTED"], (method, path)
         assert c.req("GET", "/v2/ro/app/manifests/v1").status == 200
+        host, port = reg.host.rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=30) as s:
+            s.sendall(
+                b"PUT /v2/ro/app/manifests/v3 HTTP/1.1\r\nHost: x\r\n"
+                b"Content-Length: 100000\r\nExpect: 100-continue\r\n\r\n"
+            )
+            assert s.recv(4096).startswith(b"HTTP/1.1 405")
 
 
 def test_session_fixture(pycrane_registry: RegistryServer) -> None:

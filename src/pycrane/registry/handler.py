@@ -106,11 +106,19 @@ class RegistryHandler(BaseHTTPRequestHandler):
 
     def handle_expect_100(self) -> bool:
         # Refuse before the client sends a body it would send for nothing.
+        refusal = None
         if not self._authorized():
+            refusal = self._unauthorized()
+        elif self.server.read_only and self.command in _WRITES:
+            refusal = self._read_only()
+        if refusal is not None:
             self.close_connection = True
-            self._error(self._unauthorized())
+            self._error(refusal)
             return False
         return super().handle_expect_100()
+
+    def _read_only(self) -> ApiError:
+        return ApiError("UNSUPPORTED", f"{self.command}: the registry is read-only", status=405)
 
     def _authorized(self) -> bool:
         auth = self.server.htpasswd
@@ -225,9 +233,7 @@ class RegistryHandler(BaseHTTPRequestHandler):
         if not self._authorized():
             raise self._unauthorized()
         if self.server.read_only and self.command in _WRITES:
-            raise ApiError(
-                "UNSUPPORTED", f"{self.command} {path}: the registry is read-only", status=405
-            )
+            raise self._read_only()
         if path in ("/v2", "/v2/"):
             self._allow("GET", "HEAD")
             self._send(200, {"Content-Type": "application/json"}, b"{}")
