@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pycrane.errors import AuthenticationError, PermissionDenied
-from pycrane.name import Repository
+from pycrane.name import Repository, parse_reference
 from pycrane.random import random_image
 from pycrane.remote import Client, Credential, Keychain, StaticKeychain
 from pycrane.remote._challenge import parse_challenges, pick_challenge
@@ -464,3 +464,18 @@ def test_basic_auth_against_pycrane_registry(request: pytest.FixtureRequest) -> 
     assert c.image(f"{reg.host}/basic/pyc:v").digest() == img.digest()
     with pytest.raises(AuthenticationError):
         Client(auth=Credential("alice", "nope"), retry=FAST).get(f"{reg.host}/basic/pyc:v")
+
+
+@pytest.mark.distribution
+def test_revoked_token_is_refreshed_once(distribution_token: Any) -> None:
+    reg = distribution_token
+    ts: TokenServer = reg.token_server
+    c = Client(keychain=creds_for(reg), retry=FAST)
+    img = random_image(1, 64, seed=41)
+    c.write_image(f"{reg.host}/tok/revoke:v", img)
+    sess = c.session(parse_reference(f"{reg.host}/tok/revoke:v").registry)
+    for tok in sess._tokens.values():
+        tok.value = tok.value[:-4] + "AAAA"  # as if the server had revoked it
+    before = len(ts.requests)
+    assert c.get(f"{reg.host}/tok/revoke:v").raw == img.raw_manifest()
+    assert len(ts.requests) - before == 1

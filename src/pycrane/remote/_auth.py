@@ -153,8 +153,10 @@ class RegistrySession:
         if ch is None:
             return False
         changed = False
+        used = _key(scopes)  # the scope set of the request that was refused
         with self._lock:
-            if self.challenge is None or self.challenge.scheme != ch.scheme:
+            old = self.challenge
+            if old is None or old.scheme != ch.scheme or old.realm != ch.realm:
                 self.challenge = ch
                 changed = True
         if ch.scheme != "bearer":
@@ -164,18 +166,17 @@ class RegistrySession:
                 scopes.insert(0, s)  # "some registries only look at the first scope"
                 changed = True
         with self._lock:
-            # Forget the token: it may have expired or been revoked early.
-            if self._tokens.pop(_key(scopes), None) is not None:
-                changed = True
-            for have in [k for k in self._tokens if _covers(k, scopes)]:
-                del self._tokens[have]  # it was asked for more than it was granted
+            # Forget the token: it may have expired or been revoked early, or it was
+            # asked for more than the server granted (a covering token).
+            for have in [k for k in self._tokens if k == used or _covers(k, used)]:
+                del self._tokens[have]
                 changed = True
         return changed
 
     def token(self, scopes: Sequence[str]) -> tuple[str, int]:
         """A bearer token for ``scopes`` and its remaining lifetime in seconds."""
         value = self._token(tuple(scopes))
-        tok = self._tokens.get(_key(scopes))
+        tok = self._tokens.get(_key(scopes)) or self._covering(_key(scopes))
         left = int(tok.expires - time.monotonic()) if tok is not None else 0
         return value, max(left, 0)
 
