@@ -352,3 +352,32 @@ def test_session_requests_race_the_idle_reaper_and_the_end(
         storage.close()
     # Nothing reopened a finished session behind our back.
     assert [p.name for p in (tmp_path / "ingest").iterdir() if p.is_dir()] == []
+
+
+def test_collect_garbage_keeps_what_repositories_link(tmp_path: Path) -> None:
+    storage = DiskStorage(tmp_path, fsync=False)
+    with RegistryServer(storage=storage) as reg:
+        c = Client(reg)
+        kept = c.push_image("gc/keep", "v1", layer=b"kept layer")
+        gone = c.push_image("gc/gone", "v1", layer=b"gone layer")
+        shared = c.push_blob("gc/gone", b"shared")
+        c.push_blob("gc/keep", b"shared")
+        assert c.req("DELETE", f"/v2/gc/gone/manifests/{sha256(gone)}").status == 202
+        for layer in [json.loads(gone)["config"], *json.loads(gone)["layers"]]:
+            assert c.req("DELETE", f"/v2/gc/gone/blobs/{layer['digest']}").status == 202
+        assert c.req("DELETE", f"/v2/gc/gone/blobs/{shared}").status == 202
+    # gone's manifest, config and layer go; everything keep links (and "shared") stays.
+    assert storage.collect_garbage(dry_run=True)[0] == 3
+    count, size = storage.collect_garbage()
+    assert count == 3 and size == len(gone) + len(b"gone layer") + len(
+        json.dumps({"architecture": "amd64", "os": "linux", "n": "gc/gone"})
+    )
+    assert storage.collect_garbage() == (0, 0)
+    with RegistryServer(storage=storage) as reg:
+        c = Client(reg)
+        assert c.req("GET", "/v2/gc/keep/manifests/v1").data == kept
+        for layer in [json.loads(kept)["config"], *json.loads(kept)["layers"]]:
+            assert (
+                sha256(c.req("GET", f"/v2/gc/keep/blobs/{layer['digest']}").data) == layer["digest"]
+            )
+        assert c.req("GET", f"/v2/gc/keep/blobs/{shared}").data == b"shared"

@@ -18,7 +18,7 @@ Where things live: :mod:`~pycrane.registry.handler` (HTTP routes),
 :mod:`~pycrane.registry.storage` (the storage interface and the memory backend),
 :mod:`~pycrane.registry.disk` (the on-disk layout, safe for several processes),
 :mod:`~pycrane.registry.pytest_plugin` (``pycrane_registry`` fixtures).
-Not done: garbage collection of blobs no repository links any more.
+Deleted content is reclaimed offline by ``DiskStorage.collect_garbage()``.
 """
 
 from __future__ import annotations

@@ -27,8 +27,9 @@ Why this shape (it is CNCF distribution's):
   escape upper-case letters as ``^x``, because Windows file names ignore case
   while tags do not.
 * Deleting a blob or manifest removes the repository's link only. The content
-  stays in ``blobs/`` (other repositories may link it); there is no garbage
-  collector yet.
+  stays in ``blobs/`` (other repositories may link it) until
+  :meth:`DiskStorage.collect_garbage` runs, offline, like distribution's
+  ``garbage-collect``.
 
 An upload session's writer stays open in the process that last served it, so a
 streamed PATCH and the closing PUT hash the data once. A writer idle for
@@ -491,3 +492,32 @@ class DiskStorage:
             if _fs.stat(self._revision(repo, digest)) is not None and isinstance(entry, dict):
                 out.append(entry)
         return out
+
+    # -- maintenance --------------------------------------------------------------------------
+
+    def collect_garbage(self, *, dry_run: bool = False) -> tuple[int, int]:
+        """Delete blobs that no repository links any more; return ``(count, bytes)``.
+
+        Run it only while no server writes to this directory: a blob that a push
+        has published but not linked yet looks unreferenced. Everything a
+        repository links (layers, configs, manifests) is kept.
+        """
+        keep: set[Digest] = set()
+        for repo in self.repositories():
+            base = self._repo(repo)
+            for kind in (base / "_layers", base / "_manifests" / "revisions"):
+                for alg in ALGORITHMS:
+                    for entry in _fs.walk_files(kind / alg):
+                        try:
+                            keep.add(Digest(alg, entry.name))
+                        except ValueError:
+                            continue
+        count = size = 0
+        for digest in list(self.store.digests()):
+            if digest in keep:
+                continue
+            blob_size = self.store.size(digest) or 0
+            if dry_run or self.store.delete(digest):
+                count += 1
+                size += blob_size
+        return count, size
