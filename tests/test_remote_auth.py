@@ -479,3 +479,17 @@ def test_revoked_token_is_refreshed_once(distribution_token: Any) -> None:
     before = len(ts.requests)
     assert c.get(f"{reg.host}/tok/revoke:v").raw == img.raw_manifest()
     assert len(ts.requests) - before == 1
+
+
+def test_redirect_guard() -> None:
+    from pycrane.remote._transport import redirect_refused
+
+    assert redirect_refused("reg.example", "https://storage.example/blob") is None
+    assert redirect_refused("reg.example", "https://reg.example/v2/x") is None
+    assert "private" in (redirect_refused("reg.example", "http://169.254.169.254/latest") or "")
+    assert "private" in (redirect_refused("reg.example", "http://127.0.0.1:8080/") or "")
+    assert "private" in (redirect_refused("reg.example", "http://[::1]/") or "")
+    assert "non-HTTP" in (redirect_refused("reg.example", "file:///etc/passwd") or "")
+    # A registry on a private network may redirect within it.
+    assert redirect_refused("127.0.0.1:5000", "http://127.0.0.1:9000/blob") is None
+    assert redirect_refused("10.0.0.5:5000", "http://10.0.0.6/blob") is None

@@ -9,7 +9,6 @@ tokens are cached per scope set and reused until shortly before they expire; a
 from __future__ import annotations
 
 import base64
-import ipaddress
 import json
 import threading
 import time
@@ -20,7 +19,7 @@ from dataclasses import dataclass
 from pycrane.errors import AuthenticationError, RegistryError, TransportError
 from pycrane.name import Registry
 from pycrane.remote._challenge import Challenge, parse_challenges, pick_challenge
-from pycrane.remote._transport import Response, Transport, redact_url
+from pycrane.remote._transport import Response, Transport, _private_host, redact_url
 from pycrane.remote.keychain import Credential
 
 __all__ = ["RegistrySession", "TOKEN_BODY_LIMIT"]
@@ -41,14 +40,6 @@ def _nobody_listens(e: TransportError) -> bool:
     return any(
         k in text for k in ("NewConnectionError", "NameResolutionError", "ConnectTimeoutError")
     )
-
-
-def _is_private_literal(host: str) -> bool:
-    try:
-        ip = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return host == "localhost" or host.endswith(".localhost")
-    return ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_unspecified
 
 
 class RegistrySession:
@@ -208,11 +199,11 @@ class RegistrySession:
         what = f"registry {self.registry}: token realm {redact_url(realm)}"
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise AuthenticationError(f"{what}: expected an http(s) URL")
-        local_registry = self.registry.is_loopback() or _is_private_literal(self.registry.host)
+        local_registry = self.registry.is_loopback() or _private_host(self.registry.host)
         if parts.scheme == "http" and not (self.insecure or local_registry):
             raise AuthenticationError(f"{what}: expected https for a secure registry")
         if (
-            _is_private_literal(parts.hostname)
+            _private_host(parts.hostname)
             and not local_registry
             and parts.netloc != self.registry.api_host
         ):

@@ -365,8 +365,9 @@ class Transport:
                     )
                 target = urllib.parse.urljoin(url, resp.header("Location") or "")
                 resp.drain()
-                if urllib.parse.urlsplit(target).scheme not in ("http", "https"):
-                    raise TransportError(f"{method} {redact_url(url)}: redirect to a non-HTTP URL")
+                why = redirect_refused(origin, target)
+                if why:
+                    raise TransportError(f"{method} {redact_url(url)}: {why}")
                 redirects += 1
                 if urllib.parse.urlsplit(target).netloc != origin:
                     # Blob storage on another host: never hand it the registry's credentials.
@@ -388,6 +389,31 @@ class Transport:
                 # Load a bounded body now, so errors surface here and the connection is freed.
                 resp.body, _ = resp.read_capped(SMALL_BODY_LIMIT)
             return resp
+
+
+def _private_host(host: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return host == "localhost" or host.endswith(".localhost")
+    return ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_unspecified
+
+
+def redirect_refused(origin_netloc: str, target: str) -> str | None:
+    """Why a redirect from ``origin_netloc`` to ``target`` is refused (None: allowed).
+
+    Only http(s); and a public registry may not send us to a private, loopback or
+    link-local address of another host (server-side request forgery).
+    """
+    parts = urllib.parse.urlsplit(target)
+    if parts.scheme not in ("http", "https"):
+        return "redirect to a non-HTTP URL"
+    if parts.netloc == origin_netloc:
+        return None
+    origin_host = urllib.parse.urlsplit("//" + origin_netloc).hostname or ""
+    if _private_host(parts.hostname or "") and not _private_host(origin_host):
+        return f"redirect to a private address ({parts.hostname}) refused"
+    return None
 
 
 def _retryable(e: _Urllib3Error) -> bool:
