@@ -443,3 +443,30 @@ def test_copy_between_pycrane_and_distribution(request: pytest.FixtureRequest) -
         assert c.get(ref).raw == idx.raw_manifest()
         for layer in c.image(ref, "linux/arm64").layers():
             layer_bytes(layer)
+
+
+def test_concurrent_referrers_are_all_recorded(registry_server: Any) -> None:
+    c = Client(jobs=4)
+    repo = f"{registry_server.host}/{unique('ref/conc')}"
+    img = random_image(1, 64, seed=35)
+    c.write_image(f"{repo}:v", img)
+    arts = [
+        _artifact(img.descriptor(), f"application/vnd.example.a{i}", b'{"n":%d}' % i)
+        for i in range(8)
+    ]
+    errors: list[BaseException] = []
+
+    def push(a: SimpleImage) -> None:
+        try:
+            c.write_image(f"{repo}@{a.digest()}", a)
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=push, args=(a,)) for a in arts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    got = {d.digest for d in c.referrers(f"{repo}:v").manifests}
+    assert got == {a.digest() for a in arts}

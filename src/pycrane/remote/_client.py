@@ -229,6 +229,7 @@ class Client:
         #: Manifests (and referrers indexes) larger than this are refused.
         self.manifest_limit = MANIFEST_LIMIT
         self._sessions: dict[str, RegistrySession] = {}
+        self._referrer_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
         #: Registries that forced chunked uploads, and the chunk size they need.
         self._chunked: dict[str, int] = {}
@@ -1190,15 +1191,22 @@ class Client:
             annotations=dict(parsed.annotations),
             artifact_type=artifact_type,
         )
-        current = self._fallback_index(repo, subject.digest)
-        existing = list(current.manifests) if current else []
-        if any(d.digest == desc.digest for d in existing):
-            return
-        existing.append(entry)
-        existing.sort(key=lambda d: str(d.digest))
-        new = Index.build(existing)
         tag = Tag(repo, f"{subject.digest.algorithm}-{subject.digest.hex}")
-        self.put_manifest(tag, new.raw, new.media_type)
+        with self._lock:
+            lock = self._referrer_locks.setdefault(str(tag), threading.Lock())
+        # The registry offers no conditional PUT: serialise our own writers, then
+        # read back and try again if another client's write replaced ours.
+        with lock:
+            for _ in range(5):
+                current = self._fallback_index(repo, subject.digest)
+                existing = list(current.manifests) if current else []
+                if any(d.digest == desc.digest for d in existing):
+                    return
+                existing.append(entry)
+                existing.sort(key=lambda d: str(d.digest))
+                new = Index.build(existing)
+                self.put_manifest(tag, new.raw, new.media_type)
+            log.debug("%s: lost the race to update the referrers tag 5 times", tag)
 
 
 # -- helpers ---------------------------------------------------------------------------
