@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pycrane.name import Reference, Registry, Repository
+from pycrane.progress import ProgressSink
 from pycrane.remote._client import Client, RegistryNotFound, RemoteDescriptor, Token
 from pycrane.remote._image import RemoteImage, RemoteIndex, RemoteLayer
 from pycrane.remote._transport import RetryPolicy
@@ -136,6 +137,7 @@ def copy(
     referrers: bool = False,
     jobs: int = 4,
     no_clobber: bool = False,
+    progress: ProgressSink | None = None,
     client: Client | None = None,
     **options: Any,
 ) -> Descriptor | list[Descriptor]:
@@ -148,6 +150,7 @@ def copy(
         referrers=referrers,
         jobs=jobs,
         no_clobber=no_clobber,
+        progress=progress,
     )
 
 
@@ -190,11 +193,12 @@ def push(
     ref: str | Reference,
     *,
     jobs: int = 4,
+    progress: ProgressSink | None = None,
     client: Client | None = None,
     **options: Any,
 ) -> Descriptor:
     """Push an image or index to ``ref``."""
-    return _client(client, options).write(ref, obj, jobs=jobs)
+    return _client(client, options).write(ref, obj, jobs=jobs, progress=progress)
 
 
 def referrers(
