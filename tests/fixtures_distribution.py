@@ -162,7 +162,7 @@ http:
   manifests:
     urls:
       allow:
-        - ^https://
+        - ^https?://
 {auth}"""
 
 

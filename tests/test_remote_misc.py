@@ -186,3 +186,51 @@ def test_prefetcher_stops_when_closed_dropped_or_failing() -> None:
         while p3.read(1000):
             pass
     assert raw3.closed.wait(10)
+
+
+def test_foreign_layer_is_pulled_from_its_url(distribution: Any) -> None:
+    from dataclasses import replace
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from pycrane.errors import NotFoundError
+    from pycrane.random import image_from_layers, random_layer
+    from pycrane.v1.image import BytesLayer
+
+    payload = random_layer(5000, seed=605).data
+    hits: list[str] = []
+
+    class Blobs(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            hits.append(self.headers.get("Authorization", ""))
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Blobs)
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{srv.server_address[1]}/layer.tar.gz"
+
+        class Foreign(BytesLayer):
+            def descriptor(self) -> Any:
+                return replace(super().descriptor(), urls=(url,))
+
+        foreign = Foreign(payload, mt.DOCKER_FOREIGN_LAYER, diff_id=Digest.from_bytes(b"f"))
+        img = image_from_layers([random_layer(100, seed=606), foreign])
+        ref = f"{distribution.host}/foreign/img:v"
+        Client(retry=FAST).write_image(ref, img)  # the foreign layer is not uploaded
+        layer = Client(insecure=True, retry=FAST).image(ref).layers()[1]
+        with layer.compressed() as r:
+            data = r.read()
+        assert data == payload and hits == [""]
+        with pytest.raises(NotFoundError, match="not https"):
+            Client(retry=FAST).image(ref).layers()[1].compressed()
+    finally:
+        srv.shutdown()
+        srv.server_close()

@@ -40,7 +40,15 @@ from pycrane.remote._image import (
     inline_data,
     read_all,
 )
-from pycrane.remote._transport import CHUNK, Body, Response, RetryPolicy, Transport, redact_url
+from pycrane.remote._transport import (
+    CHUNK,
+    Body,
+    Response,
+    RetryPolicy,
+    Transport,
+    _private_host,
+    redact_url,
+)
 from pycrane.remote.keychain import Credential, Keychain
 from pycrane.v1 import mediatypes as mt
 from pycrane.v1.descriptor import Descriptor
@@ -496,6 +504,21 @@ class Client:
             headers=headers,
             stream=True,
         )
+
+    def _url_get(self, url: str, headers: dict[str, str], what: str) -> Response:
+        """GET a foreign layer's URL: no credentials, https only unless ``insecure``."""
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme != "https" and not (self.insecure and parts.scheme == "http"):
+            raise RegistryError(f"{what}: url {redact_url(url)} is not https")
+        if _private_host(parts.hostname or "") and not self.insecure:
+            raise RegistryError(f"{what}: url {redact_url(url)} is a private address")
+        resp = self.transport.request("GET", url, headers=headers, stream=True)
+        if resp.status not in (200, 206):
+            resp.drain()
+            raise RegistryError(
+                f"{what}: GET {redact_url(url)} answered {resp.status}", status=resp.status
+            )
+        return resp
 
     def blob(self, repo: str | Repository | Reference, desc: Descriptor | Digest | str) -> BinaryIO:
         """A verified stream of a blob (resumes dropped connections).

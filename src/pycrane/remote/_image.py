@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from urllib3.exceptions import HTTPError as _Urllib3Error
 
-from pycrane.errors import ManifestError, SizeMismatch, TransportError
+from pycrane.errors import (
+    ManifestError,
+    NotFoundError,
+    PycraneError,
+    SizeMismatch,
+    TransportError,
+)
 from pycrane.name import DigestRef, Reference, Repository
 from pycrane.remote._prefetch import Prefetcher
 from pycrane.v1 import mediatypes as mt
@@ -59,6 +65,8 @@ class BlobStream:
         self._resp: Response | None = None
         self._closed = False
         self.resumes = 0
+        #: Where the bytes come from when the registry lacks them (a foreign layer's URL).
+        self.source_url: str | None = None
         self._open()
 
     @property
@@ -69,7 +77,15 @@ class BlobStream:
         headers = {}
         if self._offset:
             headers["Range"] = f"bytes={self._offset}-"
-        resp = self._client._blob_get(self._repo, self._desc.digest, headers)
+        if self.source_url is not None:
+            resp = self._client._url_get(self.source_url, headers, self.what)
+        else:
+            try:
+                resp = self._client._blob_get(self._repo, self._desc.digest, headers)
+            except NotFoundError:
+                if not self._desc.urls:
+                    raise
+                resp = self._from_urls(headers)
         skip = 0
         if self._offset:
             if resp.status == 206:
@@ -102,6 +118,21 @@ class BlobStream:
                     f"{self.what}: body ended while skipping to byte {self._offset}"
                 )
             skip -= len(data)
+
+    def _from_urls(self, headers: dict[str, str]) -> Response:
+        """A foreign layer: the registry does not have it, its descriptor says where it is."""
+        errors = []
+        for url in self._desc.urls:
+            try:
+                resp = self._client._url_get(url, headers, self.what)
+            except PycraneError as e:
+                errors.append(str(e))
+                continue
+            self.source_url = url
+            return resp
+        raise NotFoundError(
+            f"{self.what}: not in the registry, nor at its urls ({'; '.join(errors)})"
+        )
 
     def _resume(self, reason: str) -> bool:
         if self._resumes_left <= 0 or self._desc.size < 0 or self._offset >= self._desc.size:
