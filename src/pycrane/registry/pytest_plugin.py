@@ -100,12 +100,9 @@ def pycrane_registry_factory(
             htpasswd = tmp / "htpasswd"
             htpasswd.write_text(f"{username}:{{SHA}}{sha}\n")
             kwargs["htpasswd"] = htpasswd
-        ca_cert = None
         if tls:
-            ca_cert, key = make_self_signed_cert(tmp)
-            kwargs["tls_cert"], kwargs["tls_key"] = ca_cert, key
+            kwargs["tls_cert"], kwargs["tls_key"] = make_self_signed_cert(tmp)
         reg = RegistryServer("127.0.0.1:0", username=username, password=password, **kwargs)
-        reg.ca_cert = ca_cert  # type: ignore[attr-defined]
         started.append(reg.start())
         return reg
 

@@ -138,9 +138,10 @@ def _make_storage(disk: str | os.PathLike[str] | None) -> Storage:
 class RegistryServer:
     """An in-process registry on its own thread.
 
-    ``host`` is ``"127.0.0.1:PORT"``, ``url`` is ``"http://127.0.0.1:PORT"`` (https with
-    TLS). ``username``/``password`` are informational (the pytest fixture sets them
-    when it creates an htpasswd file); authentication itself comes from ``htpasswd``.
+    ``host`` is ``"127.0.0.1:PORT"``, ``url`` is ``"http://127.0.0.1:PORT"`` (https
+    with TLS, and then ``ca_cert`` is the certificate a client should trust).
+    ``username``/``password`` are informational (the pytest fixture sets them when it
+    creates an htpasswd file); authentication itself comes from ``htpasswd``.
     """
 
     def __init__(
@@ -166,6 +167,8 @@ class RegistryServer:
             htpasswd = Htpasswd(os.fspath(htpasswd))
         self.htpasswd = htpasswd
         self.ssl_context: ssl.SSLContext | None = None
+        #: The certificate a client should trust for this server (TLS only).
+        self.ca_cert: Path | None = Path(tls_cert) if tls_cert is not None else None
         if tls_cert is not None or tls_key is not None:
             if tls_cert is None:
                 raise PycraneError("TLS: --tls-key given without --tls-cert")
