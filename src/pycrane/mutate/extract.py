@@ -178,9 +178,14 @@ def _resolve_links(
     layer: int,
     target_survives: bool,
 ) -> None:
-    """A regular file ``target`` met in ``layer``: settle the links above that point at it."""
-    pending = [(li, ln) for li, ln in wanted[target] if li >= layer]
-    rest = [(li, ln) for li, ln in wanted[target] if li < layer]
+    """A regular file ``target`` met in ``layer``: settle the links above that point at it.
+
+    Only links of higher layers: a link met earlier in this same layer (top-down
+    means before this entry was read) precedes it in the tar, so it points at
+    the version below, which a lower layer will settle.
+    """
+    pending = [(li, ln) for li, ln in wanted[target] if li > layer]
+    rest = [(li, ln) for li, ln in wanted[target] if li <= layer]
     if rest:
         wanted[target] = rest
     else:
