@@ -156,3 +156,21 @@ def test_abandoned_downloads_and_idle_connections_do_not_wedge_the_server(tmp_pa
     for s in idle:
         assert s.recv(10) == b""
         s.close()
+
+
+def test_stop_returns_while_every_thread_slot_is_taken() -> None:
+    import socket
+    import threading
+
+    reg = RegistryServer(max_threads=1).start()
+    host, port = reg.host.rsplit(":", 1)
+    idle = socket.create_connection((host, int(port)), timeout=30)
+    idle.sendall(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert idle.recv(4096).startswith(b"HTTP/1.1 200")  # its handler now waits for more
+    waiting = socket.create_connection((host, int(port)), timeout=30)  # no slot for it
+    stopper = threading.Thread(target=reg.stop)
+    stopper.start()
+    stopper.join(30)
+    assert not stopper.is_alive(), "stop() hung with every thread slot taken"
+    idle.close()
+    waiting.close()

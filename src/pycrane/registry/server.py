@@ -256,6 +256,9 @@ class RegistryServer:
         httpd, self._httpd = self._httpd, None
         if httpd is None:
             return
+        # Wake idle keep-alive handlers first: an accept waiting for a free thread slot
+        # would otherwise keep serve_forever (and so shutdown) from returning.
+        httpd.close_connections()
         if self._thread is not None:
             httpd.shutdown()
             self._thread.join()
