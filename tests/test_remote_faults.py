@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pycrane.errors import (
     DigestMismatch,
@@ -375,3 +377,24 @@ def test_oci_chunk_min_length_switches_to_chunks(proxy: FaultProxy) -> None:
     assert "0-65535" in ranges and "65536-131071" in ranges  # the layer, in 64 KiB chunks
     proxy.clear()
     assert pull_all(Client(retry=FAST), ref) == expected_layers(img)
+
+
+@pytest.mark.stress
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    cuts=st.lists(st.integers(min_value=1, max_value=LAYER - 1), min_size=1, max_size=4),
+    ignore_range=st.booleans(),
+)
+def test_resume_from_any_cut(
+    proxy: FaultProxy, seeded: tuple[str, Image], cuts: list[int], ignore_range: bool
+) -> None:
+    """Wherever the connection drops (several times), the blob arrives whole and verified."""
+    path, img = seeded
+    proxy.clear()
+    for cut in cuts:
+        proxy.add(Fault("drop", match=r"/blobs/sha256:", method="GET", after=cut))
+    if ignore_range:
+        proxy.add(Fault("ignore_range", match=r"/blobs/", count=-1))
+    assert pull_all(Client(retry=FAST), f"{proxy.host}/{path}") == expected_layers(img)

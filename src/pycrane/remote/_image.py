@@ -45,6 +45,10 @@ PREFETCH_MIN = 1 << 20
 CONFIG_LIMIT = 100 << 20
 
 
+class _Broken(Exception):
+    """A resumed response ended before the resume offset (internal: triggers another resume)."""
+
+
 class BlobStream:
     """The raw bytes of a blob, resuming after dropped connections.
 
@@ -112,11 +116,9 @@ class BlobStream:
                 raise SizeMismatch(self.what, self._desc.size, int(length))
         self._resp = resp
         while skip:
-            data = resp.read(min(skip, 1 << 20))
+            data = resp.read(min(skip, 1 << 20))  # a drop here is handled by _resume
             if not data:
-                raise TransportError(
-                    f"{self.what}: body ended while skipping to byte {self._offset}"
-                )
+                raise _Broken("body ended while skipping to the resume offset")
             skip -= len(data)
 
     def _from_urls(self, headers: dict[str, str]) -> Response:
@@ -135,17 +137,21 @@ class BlobStream:
         )
 
     def _resume(self, reason: str) -> bool:
-        if self._resumes_left <= 0 or self._desc.size < 0 or self._offset >= self._desc.size:
-            return False
-        self._resumes_left -= 1
-        self.resumes += 1
-        log.debug("%s: %s at byte %d; resuming", self.what, reason, self._offset)
-        if self._resp is not None:
-            self._resp.close()
-            self._resp = None
-        time.sleep(min(0.05 * self.resumes, 1.0))
-        self._open()
-        return True
+        """Re-request from the current offset; False once the resume budget is spent."""
+        while self._resumes_left > 0 and 0 <= self._offset < self._desc.size:
+            self._resumes_left -= 1
+            self.resumes += 1
+            log.debug("%s: %s at byte %d; resuming", self.what, reason, self._offset)
+            if self._resp is not None:
+                self._resp.close()
+                self._resp = None
+            time.sleep(min(0.05 * self.resumes, 1.0))
+            try:
+                self._open()
+                return True
+            except (_Broken, _Urllib3Error, OSError) as e:
+                reason = str(e) or type(e).__name__  # dropped again while skipping
+        return False
 
     def read(self, n: int = -1) -> bytes:
         if self._closed:
