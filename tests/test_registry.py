@@ -869,3 +869,18 @@ def test_malformed_chunked_body_is_refused(reg: RegistryServer, repo: str) -> No
     (reply,) = _raw_exchange(reg, payload, 1)
     assert reply.startswith(b"HTTP/1.1 400"), reply
     assert b"BLOB_UPLOAD_INVALID" in reply and b"Connection: close" in reply
+
+
+def test_a_storage_bug_is_a_500_and_the_server_keeps_serving() -> None:
+    from pycrane.registry.storage import MemoryStorage
+
+    class Broken(MemoryStorage):
+        def tags(self, repo: str) -> list[str] | None:
+            raise RuntimeError("boom")
+
+    with RegistryServer(storage=Broken()) as reg:
+        c = Client(reg)
+        r = c.req("GET", "/v2/any/tags/list")
+        assert r.status == 500 and codes(r) == ["UNKNOWN"]
+        assert "RuntimeError" in json.loads(r.data)["errors"][0]["message"]
+        assert c.req("GET", "/v2/").status == 200

@@ -34,6 +34,7 @@ CODES: dict[str, tuple[int, str]] = {
     "RANGE_INVALID": (416, "invalid content range"),
     "PAYLOAD_TOO_LARGE": (413, "payload too large"),
     "PAGINATION_NUMBER_INVALID": (400, "invalid number of results requested"),
+    "UNKNOWN": (500, "unknown error"),
 }
 
 

@@ -183,9 +183,7 @@ class RegistryHandler(BaseHTTPRequestHandler):
             self.log_error("internal error on %s %s: %r", self.command, self.path, exc)
             self.close_connection = True
             if not self._responded:
-                internal = ApiError(
-                    "UNSUPPORTED", f"internal error: {type(exc).__name__}", status=500
-                )
+                internal = ApiError("UNKNOWN", f"internal error: {type(exc).__name__}")
                 with contextlib.suppress(OSError):
                     self._error(internal)
         else:
