@@ -102,6 +102,11 @@ class RegistryHandler(BaseHTTPRequestHandler):
         if self.server.verbose:
             super().log_message(format, *args)
 
+    def log_error(self, format: str, *args: Any) -> None:
+        # Bugs are reported even when requests are not logged.
+        if self.server.verbose or format.startswith("internal error"):
+            super().log_message(format, *args)
+
     # -- plumbing ---------------------------------------------------------------------------
 
     def handle_expect_100(self) -> bool:
