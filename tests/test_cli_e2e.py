@@ -375,6 +375,14 @@ def test_index_platforms_pull_copy_filter(
         "linux/amd64"
     ]
 
+    # From a local layout: filter its index.json and push the result.
+    from_layout = cli.out(
+        "index", "filter", "--platform", "linux/arm/v7", str(layout), "-t", f"{repo}:v7"
+    )
+    assert from_layout.startswith(f"{repo}@sha256:")
+    v7 = cli.out("index", "list", f"{repo}:v7").splitlines()
+    assert [x.split("\t")[2] for x in v7] == ["linux/arm/v7"]
+
     line = cli.fails("config", "--platform", "windows/amd64", f"{repo}:v1")
     assert "windows/amd64" in line
 

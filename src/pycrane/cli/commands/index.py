@@ -24,11 +24,16 @@ def index(opts: Options) -> None:
 
 
 def _load_index(opts: Options, source: str) -> ImageIndex:
-    """A registry index, or a local OCI layout's index.json (crane allows both)."""
+    """A registry index, or a local OCI layout: its one entry when that is an index
+    (what ``pull --format oci`` of an index writes), else index.json itself."""
     if os.path.isdir(source):
         from pycrane.layout import Layout
 
-        return Layout.open(source).root_index()
+        layout = Layout.open(source)
+        descs = layout.descriptors()
+        if len(descs) == 1 and mt.is_index(descs[0].media_type):
+            return layout.image_index(descs[0].digest)
+        return layout.root_index()
     ref = parse_reference(source)
     client = opts.client()
     rd = client.get(ref)
@@ -52,14 +57,22 @@ index.add_command(list_)
 @click.argument("image")
 @click.option("-t", "--tag", help="Push the filtered index here (default: in place).")
 def filter_(opts: Options, image: str, tag: str | None) -> None:
-    """Keep only the --platform children of the index IMAGE and push it, printing ref@digest."""
+    """Keep only the --platform children of the index IMAGE and push it, printing ref@digest.
+
+    IMAGE may be a local OCI layout (its index.json); then -t says where to push.
+    """
     from pycrane.crane import filter_index
 
     if not opts.platforms:
         raise click.UsageError("give the platforms to keep with --platform")
-    ref = parse_reference(image)
     filtered = filter_index(_load_index(opts, image), opts.platforms, image)
-    push_result(opts, target_ref(ref, tag, None, filtered), filtered)
+    if os.path.isdir(image):
+        if not tag:
+            raise click.UsageError("filtering a layout needs -t/--tag: where to push the result")
+        target = parse_reference(tag)
+    else:
+        target = target_ref(parse_reference(image), tag, None, filtered)
+    push_result(opts, target, filtered)
 
 
 index.add_command(filter_)
