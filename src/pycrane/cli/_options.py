@@ -43,6 +43,8 @@ class Options:
     verbose: bool = False
     quiet: bool = False
     debug: bool = False
+    #: Transfers at once (-j); sizes the client's connection pool too.
+    jobs: int = 4
     log: LogSetup | None = None
     _client: Client | None = None
 
@@ -58,7 +60,7 @@ class Options:
         if self._client is None:
             from pycrane.remote import Client
 
-            self._client = Client(insecure=self.insecure)
+            self._client = Client(insecure=self.insecure, jobs=self.jobs)
         return self._client
 
     def close(self) -> None:

@@ -50,6 +50,7 @@ def pull(
     """
     from pycrane import crane
 
+    opts.jobs = jobs
     refs = [parse_reference(i) for i in images]
     if fmt != "oci" and len(opts.platforms) > 1:
         raise click.UsageError(

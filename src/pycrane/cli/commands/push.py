@@ -36,6 +36,7 @@ def push(
     """
     from pycrane import crane
 
+    opts.jobs = jobs
     with progress_for(opts.quiet, title="push") as sink:
         pushed = crane.push(
             path, image, index=index, jobs=jobs, progress=sink, client=opts.client()
