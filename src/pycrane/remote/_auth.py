@@ -89,10 +89,13 @@ class RegistrySession:
                 try:
                     resp = self.transport.request("GET", f"{base}/v2/", retry=last_try)
                 except TransportError as e:
-                    first = first or e
-                    if _nobody_listens(e):
-                        break  # the other scheme would reach the same closed port
-                    continue
+                    same_port = self.registry.port is not None  # else 443 vs 80
+                    if last_try or not (same_port and _nobody_listens(e)):
+                        first = first or e
+                        continue
+                    # The other scheme would reach the same closed port: keep this one,
+                    # with the usual retries (a registry may still be starting).
+                    resp = self.transport.request("GET", f"{base}/v2/")
                 if resp.status == 400 and not last_try:
                     continue  # "Client sent an HTTP request to an HTTPS server"
                 self._record_ping(base, resp)
