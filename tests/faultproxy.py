@@ -90,6 +90,8 @@ class FaultProxy:
     #: Requests the fake blob storage (another port: another host) received, with headers.
     storage_log: list[dict[str, str]] = field(default_factory=list)
     seed: int = 0
+    #: Port to listen on (0: any free port).
+    listen_port: int = 0
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -156,7 +158,7 @@ class FaultProxy:
 
             do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _any
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", self.listen_port), Handler)
         self._httpd.daemon_threads = True
         threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True

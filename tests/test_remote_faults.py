@@ -398,3 +398,19 @@ def test_resume_from_any_cut(
     if ignore_range:
         proxy.add(Fault("ignore_range", match=r"/blobs/", count=-1))
     assert pull_all(Client(retry=FAST), f"{proxy.host}/{path}") == expected_layers(img)
+
+
+def test_registry_that_starts_late_is_waited_for(
+    distribution: Any, seeded: tuple[str, Image]
+) -> None:
+    path, img = seeded
+    port = free_port()
+    late = FaultProxy(distribution.host, listen_port=port)
+    timer = threading.Timer(0.3, late.start)
+    timer.start()
+    try:
+        patient = RetryPolicy(attempts=8, backoff=0.1, factor=2.0)
+        assert Client(retry=patient).get(f"127.0.0.1:{port}/{path}").raw == img.raw_manifest()
+    finally:
+        timer.join()
+        late.stop()
