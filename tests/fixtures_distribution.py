@@ -8,10 +8,16 @@ the end of the session:
 - ``distribution_htpasswd``: Basic auth from a bcrypt htpasswd file;
 - ``distribution_token``: bearer tokens from :class:`tests.tokenserver.TokenServer`.
 
-``distribution_factory`` starts more (function-scoped callers stop them with the
-factory's teardown). ``registry_server`` is parametrized over every available
-server implementation (distribution, and pycrane's own registry once its pytest
-plugin provides ``pycrane_registry``), so client tests can run against each.
+``distribution_factory`` starts more, stopped at the end of the test:
+``distribution_factory("token", token_server=TokenServer(...))`` for a custom token
+server. :func:`start_distribution` also takes ``tls=True`` (a self-signed
+certificate for 127.0.0.1, its path in ``handle.extra["ca_cert"]``). Each handle
+has ``.host`` ("127.0.0.1:PORT"), ``.url``, ``.username``, ``.password``,
+``.token_server`` (token mode) and ``.log()`` (the registry's output).
+
+``registry_server`` is parametrized over every available server implementation
+(distribution, and pycrane's own registry when its pytest plugin provides
+``pycrane_registry``), so client tests run against each.
 Every fixture skips cleanly when ``docker-registry`` is not installed.
 """
 
