@@ -414,3 +414,42 @@ def test_registry_that_starts_late_is_waited_for(
     finally:
         timer.join()
         late.stop()
+
+
+def test_failed_mount_falls_back_to_upload(proxy: FaultProxy) -> None:
+    import io
+
+    from pycrane.name import Repository
+
+    c = Client(retry=FAST)
+    data = b"mount me" * 1000
+    desc = c.write_blob(f"{proxy.host}/faults/msrc", data)
+    # The source repository lacks this blob: the registry answers 202 and we upload.
+    other = b"not in the source" * 100
+    odesc = c.write_blob(f"{proxy.host}/faults/mscratch", other)
+    c.write_blob(
+        f"{proxy.host}/faults/mdst1",
+        odesc,
+        lambda: io.BytesIO(other),
+        source=Repository.parse(f"{proxy.host}/faults/msrc"),
+    )
+    assert c.blob_exists(f"{proxy.host}/faults/mdst1", odesc.digest)
+    # The mount request itself fails: upload instead.
+    proxy.add(Fault("status", status=500, method="POST", match=r"mount=", count=-1))
+    c.write_blob(
+        f"{proxy.host}/faults/mdst2",
+        desc,
+        lambda: io.BytesIO(data),
+        source=Repository.parse(f"{proxy.host}/faults/msrc"),
+    )
+    assert c.blob_exists(f"{proxy.host}/faults/mdst2", desc.digest)
+    assert any("mount=" in e.path and e.status == 500 for e in proxy.log)
+    # A working mount sends no body at all.
+    proxy.clear()
+    c.write_blob(
+        f"{proxy.host}/faults/mdst3",
+        desc,
+        lambda: io.BytesIO(data),
+        source=Repository.parse(f"{proxy.host}/faults/msrc"),
+    )
+    assert [e.method for e in proxy.log if "/blobs/uploads/" in e.path] == ["POST"]
