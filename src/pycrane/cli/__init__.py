@@ -2,8 +2,18 @@
 
 :func:`main` runs in-process and returns an exit code; every failure goes through
 one funnel that prints ONE line, ``pycrane: error: <message>``, on stderr and
-returns a named code (:mod:`pycrane.cli._status`). Tracebacks appear only with
-``--debug`` or ``PYCRANE_DEBUG=1``.
+returns a named code (:mod:`pycrane.cli._status`): 0 success, 1 error, 2 usage,
+3 internal bug, 130 interrupted, 141 stdout closed by its reader. Tracebacks
+appear only with ``--debug`` or ``PYCRANE_DEBUG=1``.
+
+Streams: results (digests, references, raw manifests and configs, tag lists) go
+to stdout exactly as crane prints them; notes, warnings, ``-v`` request logs and
+progress bars (only on a terminal, not in CI, not with ``-q``) go to stderr.
+
+Layout: ``_app`` holds the lazy command table, ``_options`` the global flags,
+``_output``/``_logging``/``_progress`` the streams, ``commands/<verb>.py`` one
+thin adapter per command over :mod:`pycrane.crane`, :mod:`pycrane.remote`,
+:mod:`pycrane.mutate` and friends.
 """
 
 from __future__ import annotations
