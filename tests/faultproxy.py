@@ -60,6 +60,8 @@ class Fault:
     header: tuple[str, str] | None = None
     #: What ``corrupt`` XORs the byte with (1 keeps ASCII text valid UTF-8).
     xor: int = 0xFF
+    #: Let this many matching requests through before the fault starts.
+    skip: int = 0
     #: Chance that a matching request is hit (the proxy's RNG is seeded: reproducible).
     probability: float = 1.0
     hits: int = 0
@@ -119,6 +121,9 @@ class FaultProxy:
                 if body_len is not None and f.kind in ("drop", "truncate") and body_len <= f.after:
                     continue
                 if f.kind in kinds and f.matches(method, path):
+                    if f.skip > 0:
+                        f.skip -= 1
+                        continue
                     if f.probability < 1.0 and self._rng.random() >= f.probability:
                         continue
                     if f.count > 0:

@@ -453,3 +453,17 @@ def test_failed_mount_falls_back_to_upload(proxy: FaultProxy) -> None:
         source=Repository.parse(f"{proxy.host}/faults/msrc"),
     )
     assert [e.method for e in proxy.log if "/blobs/uploads/" in e.path] == ["POST"]
+
+
+@pytest.mark.parametrize("kind", ["reset", "status"])
+def test_chunked_upload_resumes_where_the_registry_stopped(proxy: FaultProxy, kind: str) -> None:
+    img = random_image(1, 300_000, seed=83)
+    ref = f"{proxy.host}/faults/chunkresume{next(_n)}:v"
+    # Let two chunks through, then fail the third PATCH once.
+    proxy.add(Fault(kind, status=503, method="PATCH", skip=2))
+    Client(retry=FAST, chunk_size=64 * 1024).write_image(ref, img)
+    posts = proxy.requests("POST", r"/blobs/uploads/")
+    assert len(posts) == 2  # config and layer: the failed chunk did not restart the upload
+    assert proxy.requests("GET", r"/blobs/uploads/")  # the upload status was asked for
+    proxy.clear()
+    assert pull_all(Client(retry=FAST), ref) == expected_layers(img)

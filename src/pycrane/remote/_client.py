@@ -760,31 +760,60 @@ class Client:
         chunk: int,
     ) -> None:
         desc = blob.desc
-        offset = 0
-        with blob.opener() as src:
+        offset = 0  # bytes the registry has acknowledged
+        pending = b""  # bytes read from the source, not yet acknowledged
+        resumes = max(0, self.transport.retry.attempts - 1)
+        src = blob.opener()
+        try:
             while True:
-                buf = _read_exact(src, chunk)
-                if not buf:
-                    break
-                end = offset + len(buf) - 1
-                resp = self._request(
-                    "PATCH",
-                    repo.registry,
-                    location,
-                    scopes=scopes,
-                    what=what,
-                    expected=(202, 204),
-                    headers={
-                        "Content-Type": "application/octet-stream",
-                        "Content-Length": str(len(buf)),
-                        "Content-Range": f"{offset}-{end}",
-                    },
-                    body=buf,
-                    retry=False,
-                )
+                if not pending:
+                    pending = _read_exact(src, chunk)
+                    if not pending:
+                        break
+                end = offset + len(pending) - 1
+                try:
+                    resp = self._request(
+                        "PATCH",
+                        repo.registry,
+                        location,
+                        scopes=scopes,
+                        what=what,
+                        expected=(202, 204),
+                        headers={
+                            "Content-Type": "application/octet-stream",
+                            "Content-Length": str(len(pending)),
+                            "Content-Range": f"{offset}-{end}",
+                        },
+                        body=pending,
+                        retry=False,
+                    )
+                except (TransportError, RegistryError) as e:
+                    transient = isinstance(e, TransportError) or e.status in (
+                        self.transport.retry.statuses | {416}
+                    )
+                    if resumes <= 0 or not transient:
+                        raise
+                    resumes -= 1
+                    time.sleep(self.transport.retry.delay(0))
+                    # Ask the registry how much it kept, and carry on from there.
+                    location, acked = self._upload_status(repo, scopes, what, location)
+                    log.debug("%s: chunk failed (%s); resuming at byte %d", what, e, acked)
+                    if offset <= acked <= end + 1:
+                        pending = pending[acked - offset :]
+                    else:
+                        src.close()
+                        src = blob.opener()
+                        if _skip(src, acked) != acked:
+                            raise SizeMismatch(what, desc.size, acked) from None
+                        pending = b""
+                    offset = acked
+                    continue
                 location = urllib.parse.urljoin(resp.url, resp.header("Location") or location)
-                offset += len(buf)
-                progress.advance(desc.digest, len(buf))
+                offset += len(pending)
+                progress.advance(desc.digest, len(pending))
+                pending = b""
+        finally:
+            src.close()
         if desc.size >= 0 and offset != desc.size:
             raise SizeMismatch(what, desc.size, offset)
         self._request(
@@ -797,6 +826,24 @@ class Client:
             headers={"Content-Length": "0"},
             body=b"",
         )
+
+    def _upload_status(
+        self, repo: Repository, scopes: list[str], what: str, location: str
+    ) -> tuple[str, int]:
+        """GET an upload session: its (possibly new) URL and how many bytes it holds."""
+        resp = self._request(
+            "GET", repo.registry, location, scopes=scopes, what=what, expected=(204,)
+        )
+        loc = urllib.parse.urljoin(resp.url, resp.header("Location") or location)
+        rng = (resp.header("Range") or "").strip()
+        if rng.lower().startswith("bytes="):
+            rng = rng[6:]
+        first, _, last = rng.partition("-")
+        try:
+            acked = int(last) + 1 if first.strip() == "0" and last.strip() else 0
+        except ValueError:
+            acked = 0
+        return loc, max(acked, 0)
 
     def put_manifest(
         self, ref: str | Reference, raw: bytes, media_type: str | None = None
@@ -1308,6 +1355,17 @@ def _next_link(values: list[str], current: str) -> str | None:
                 if start != -1 and end > start:
                     return urllib.parse.urljoin(current, part[start + 1 : end])
     return None
+
+
+def _skip(src: BinaryIO, n: int) -> int:
+    """Read and drop ``n`` bytes; returns how many there were."""
+    left = n
+    while left > 0:
+        data = src.read(min(CHUNK, left))
+        if not data:
+            break
+        left -= len(data)
+    return n - left
 
 
 def _read_exact(src: BinaryIO, n: int) -> bytes:
