@@ -296,3 +296,13 @@ def test_link_to_a_file_replaced_later_in_the_same_layer_matches_umoci(tmp_path:
         [E("a", "h", "b/z"), E("b", "d"), E("b/z", "f", b"new")],
     )
     assert ours_tree(img, tmp_path) == umoci_tree(img, tmp_path)
+
+
+def test_link_to_a_lower_hard_link_matches_umoci(tmp_path: Path) -> None:
+    """Found by the differential test: a link to a lower layer's hard link, whose own
+    name is then replaced, shares the inode of that link's target."""
+    img = image_of(
+        [E("a", "f", b"old"), E("b", "h", "a")],
+        [E("a", "h", "b"), E("b", "f", b"new")],
+    )
+    assert ours_tree(img, tmp_path) == umoci_tree(img, tmp_path)

@@ -149,6 +149,18 @@ def _plan(layers: Sequence[Layer]) -> _Plan:
                 layer_files.add(name)
                 if name in wanted:
                     _resolve_links(plan, wanted, name, i, survivor)
+            elif m.islnk() and name in wanted:
+                # Links above point at a hard link: they share its target's inode.
+                target = safe_name(m.linkname, f"{what} hard link {m.name!r}")
+                pending = _take_pending(wanted, name, i)
+                if pending and not survivor:
+                    if target in layer_files:
+                        if plan.winner.get(target) == i:
+                            _relink(plan, target, pending)
+                        else:
+                            _materialize(plan, i, target, pending)
+                    else:
+                        wanted.setdefault(target, []).extend(pending)
             if not m.isdir():
                 layer_gone.add(name)  # a non-directory replaces whatever was below
             if not survivor:
@@ -184,15 +196,32 @@ def _resolve_links(
     means before this entry was read) precedes it in the tar, so it points at
     the version below, which a lower layer will settle.
     """
+    pending = _take_pending(wanted, target, layer)
+    if not pending:
+        return
+    if target_survives:
+        _relink(plan, target, pending)  # links forwarded from a chain now name the file
+        return
+    _materialize(plan, layer, target, pending)
+
+
+def _take_pending(
+    wanted: dict[str, list[tuple[int, str]]], target: str, layer: int
+) -> list[tuple[int, str]]:
+    """Remove and return the links of layers above ``layer`` waiting for ``target``."""
     pending = [(li, ln) for li, ln in wanted[target] if li > layer]
     rest = [(li, ln) for li, ln in wanted[target] if li <= layer]
     if rest:
         wanted[target] = rest
     else:
         del wanted[target]
-    if target_survives or not pending:
-        return
-    _materialize(plan, layer, target, pending)
+    return pending
+
+
+def _relink(plan: _Plan, target: str, links: list[tuple[int, str]]) -> None:
+    plan.link_targets.add(target)
+    for _, ln in links:
+        plan.relink[ln] = target
 
 
 def _materialize(plan: _Plan, layer: int, target: str, links: list[tuple[int, str]]) -> None:
