@@ -682,8 +682,9 @@ class Client:
             raise RegistryError(f"{what}: upload started without a Location header")
         min_chunk = resp.header("OCI-Chunk-Min-Length")
         if min_chunk and min_chunk.isdigit() and int(min_chunk) > 0:
+            # A minimum, not a target: small chunks would mean a request per few KiB.
             with self._lock:
-                self._chunked.setdefault(repo.registry.name, int(min_chunk))
+                self._chunked.setdefault(repo.registry.name, max(int(min_chunk), DEFAULT_CHUNK))
         return urllib.parse.urljoin(resp.url, loc)
 
     def _send(
