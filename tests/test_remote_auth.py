@@ -493,3 +493,12 @@ def test_redirect_guard() -> None:
     # A registry on a private network may redirect within it.
     assert redirect_refused("127.0.0.1:5000", "http://127.0.0.1:9000/blob") is None
     assert redirect_refused("10.0.0.5:5000", "http://10.0.0.6/blob") is None
+
+
+def test_static_keychain_never_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    kc = StaticKeychain({})
+    kc.login("reg.example", "u", "p")
+    assert kc.resolve("REG.example") == Credential("u", "p")
+    assert not (tmp_path / "config.json").exists()
+    assert kc.logout("reg.example") and kc.resolve("reg.example").anonymous

@@ -248,6 +248,14 @@ class StaticKeychain(Keychain):
     def resolve(self, registry: str, repository: str | None = None) -> Credential:
         return self._creds.get(registry.lower(), self._default)
 
+    def login(self, registry: str, username: str, password: str) -> Path:
+        """Remember in memory only (a static keychain never writes files)."""
+        self._creds[registry.lower()] = Credential(username, password)
+        return Path(os.devnull)
+
+    def logout(self, registry: str) -> bool:
+        return self._creds.pop(registry.lower(), None) is not None
+
 
 def _from_entry(entry: dict[str, Any], key: str, path: Path) -> Credential | None:
     username = entry.get("username") or None
