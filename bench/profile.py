@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import os
 import shutil
 import subprocess
 import sys
@@ -26,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from benchlib import images as im  # noqa: E402
-from benchlib.procs import drop_noise  # noqa: E402
+from benchlib.procs import bytecode_cache, drop_noise  # noqa: E402
 from benchlib.registries import Distribution  # noqa: E402
 
 MiB = 1 << 20
@@ -84,7 +85,9 @@ def _short(frame: str) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cases", default="pull-oci,pull-tar,push,copy-2reg,pull-oci-small")
+    ap.add_argument(
+        "--cases", default="pull-oci,pull-tar,push,copy-2reg,pull-oci-small,pull-oci-index"
+    )
     ap.add_argument("--size-mib", type=int, default=256, help="size of each of the 4 layers")
     ap.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     ap.add_argument("--top", type=int, default=20)
@@ -110,6 +113,10 @@ def main() -> int:
             small_layout = work / "layout-small"
             small = im.write_image_layout(small_layout, [512 * 1024] * 30, 2)
             im.Pusher(r1.host).push(small_layout, "bench/small", small)
+            index_layout = work / "layout-index"
+            index = im.write_index_layout(index_layout, [16 * MiB] * 2, 3)
+            im.Pusher(r1.host).push(index_layout, "bench/index", index)
+            env = bytecode_cache(work / "pycache")
             py = [sys.executable, "-m", "pycrane"]
             big_ref, small_ref = r1.ref("bench/big:latest"), r1.ref("bench/small:latest")
             cmds = {
@@ -118,6 +125,14 @@ def main() -> int:
                 "push": [*py, "push", str(layout), r1.ref("profile/push:latest")],
                 "copy-2reg": [*py, "copy", big_ref, r2.ref("profile/copy:latest")],
                 "pull-oci-small": [*py, "pull", "--format", "oci", small_ref, str(work / "out-sm")],
+                "pull-oci-index": [
+                    *py,
+                    "pull",
+                    "--format",
+                    "oci",
+                    r1.ref("bench/index:latest"),
+                    str(work / "out-ix"),
+                ],
             }
             for name in [c.strip() for c in args.cases.split(",") if c.strip()]:
                 raw = Path(args.out).with_name(f"profile-{name}.txt")
@@ -138,10 +153,14 @@ def main() -> int:
                 drop_noise()
                 t0 = time.perf_counter()
                 p = subprocess.run(
-                    [*argv, "--", *cmds[name]], capture_output=True, text=True, check=False
+                    [*argv, "--", *cmds[name]],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                    env={**os.environ, **env},
                 )
                 wall = time.perf_counter() - t0
-                for leftover in ("out-oci", "out.tar", "out-sm"):
+                for leftover in ("out-oci", "out.tar", "out-sm", "out-ix"):
                     target = work / leftover
                     if target.is_dir():
                         shutil.rmtree(target)

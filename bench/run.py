@@ -38,7 +38,7 @@ sys.path.insert(0, str(HERE))
 
 import urllib3  # noqa: E402
 from benchlib import images as im  # noqa: E402
-from benchlib.procs import Sample, drop_noise, run_measured  # noqa: E402
+from benchlib.procs import Sample, bytecode_cache, drop_noise, run_measured  # noqa: E402
 from benchlib.registries import (  # noqa: E402
     Distribution,
     PycraneServer,
@@ -339,6 +339,7 @@ class Bench:
             "" if pycrane_server_available() else "pycrane.registry.serve not built yet"
         )
         self.notes: list[str] = []
+        self.env = bytecode_cache(self.work / "pycache")
 
     def uniq(self, stem: str) -> str:
         return f"{stem}-{next(self.counter)}"
@@ -716,7 +717,7 @@ class Bench:
         cmd.pre()
         drop_noise(self.args.settle)
         before = [s.cpu_seconds() for s in cmd.servers]
-        sample = run_measured(cmd.argv, env=cmd.env, timeout=self.args.timeout)
+        sample = run_measured(cmd.argv, env={**self.env, **cmd.env}, timeout=self.args.timeout)
         after = [s.cpu_seconds() for s in cmd.servers]
         if cmd.servers:
             sample.server_cpu = sum(a - b for a, b in zip(after, before, strict=True))
@@ -768,11 +769,6 @@ def selected(name: str, patterns: list[str]) -> bool:
     if not patterns:
         return True
     return any(fnmatch.fnmatch(name, p) or name.startswith(p) for p in patterns)
-
-
-@dataclass
-class Plan:
-    names: list[str]
 
 
 def all_case_names(n_tags: int) -> list[str]:
@@ -892,6 +888,7 @@ def main(argv: list[str] | None = None) -> int:
             f"curl x{args.jobs} in parallel: `curl | tee FILE | openssl dgst -sha256` and "
             "`curl -o FILE`, each followed by `sync FILE` (pycrane fsyncs too)",
         ),
+        ("pycrane", "`python -m pycrane` per run, fsync on, bytecode precompiled"),
         ("skopeo", "cold blob-info cache every run; `--all` for the index"),
         ("load average before runs", load_summary(results + sweep_results)),
         ("elapsed", f"{elapsed:.0f} s"),
