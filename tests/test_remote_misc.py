@@ -52,6 +52,26 @@ def test_http_proxy_from_environment(
     assert c.get(ref).raw == img.raw_manifest()
     paths = [e.path for e in forward_proxy.log]
     assert any(p.startswith("http://registry.invalid:5000/v2/proxied/img/") for p in paths)
+    assert all(
+        "proxy-authorization" not in {k.lower() for k in e.headers} for e in forward_proxy.log
+    )
+
+
+def test_proxy_credentials_from_url(
+    forward_proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import base64
+
+    monkeypatch.setenv("HTTP_PROXY", f"http://pu:p%40ss@{forward_proxy.host}")
+    monkeypatch.setenv("HTTPS_PROXY", f"http://pu:p%40ss@{forward_proxy.host}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    c = Client(insecure=True, retry=FAST)
+    c.write_image("registry.invalid:5000/proxied/auth:v", random_image(1, 32, seed=607))
+    want = "Basic " + base64.b64encode(b"pu:p@ss").decode()
+    plain = [e for e in forward_proxy.log if e.path.startswith("http://")]
+    got = [{k.lower(): v for k, v in e.headers.items()} for e in plain]
+    assert got and all(h.get("proxy-authorization") == want for h in got)
 
 
 def test_no_proxy_bypasses(forward_proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch) -> None:

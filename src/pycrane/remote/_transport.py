@@ -267,7 +267,7 @@ class Transport:
             return self._direct
         pm = self._proxy_managers.get(proxy)
         if pm is None:
-            pm = urllib3.ProxyManager(proxy, num_pools=32, **self._pool_kw)
+            pm = _proxy_manager(proxy, self._pool_kw)
             self._proxy_managers[proxy] = pm
         return pm
 
@@ -389,6 +389,22 @@ class Transport:
                 # Load a bounded body now, so errors surface here and the connection is freed.
                 resp.body, _ = resp.read_capped(SMALL_BODY_LIMIT)
             return resp
+
+
+def _proxy_manager(proxy: str, pool_kw: dict[str, Any]) -> urllib3.ProxyManager:
+    """A proxy manager; ``user:password@`` in the proxy URL becomes Proxy-Authorization."""
+    parts = urllib.parse.urlsplit(proxy if "://" in proxy else "http://" + proxy)
+    headers = None
+    if parts.username is not None:
+        userinfo = urllib.parse.unquote(parts.username)
+        if parts.password is not None:
+            userinfo += ":" + urllib.parse.unquote(parts.password)
+        headers = urllib3.make_headers(proxy_basic_auth=userinfo)
+        netloc = parts.netloc.rpartition("@")[2]
+        parts = parts._replace(netloc=netloc)
+    return urllib3.ProxyManager(
+        urllib.parse.urlunsplit(parts), num_pools=32, proxy_headers=headers, **pool_kw
+    )
 
 
 def _private_host(host: str) -> bool:
