@@ -469,3 +469,38 @@ def test_chunked_upload_resumes_where_the_registry_stopped(proxy: FaultProxy, ki
     assert proxy.requests("GET", r"/blobs/uploads/")  # the upload status was asked for
     proxy.clear()
     assert pull_all(Client(retry=FAST), ref) == expected_layers(img)
+
+
+def test_referrers_api_pages_are_followed(request: pytest.FixtureRequest) -> None:
+    try:
+        pyc = request.getfixturevalue("pycrane_registry")
+    except pytest.FixtureLookupError:
+        pytest.skip("pycrane's registry plugin (with the referrers API) is not available")
+    from tests.test_remote import _artifact
+
+    p = FaultProxy(pyc.host).start()
+    try:
+        c = Client(retry=FAST)
+        repo = f"{p.host}/faults/refpages{next(_n)}"
+        img = random_image(1, 64, seed=84)
+        c.write_image(f"{repo}:v", img)
+        art = _artifact(img.descriptor(), "application/vnd.example.p", b"{}")
+        c.write_image(f"{repo}@{art.digest()}", art)
+        path = f"/v2/{repo.split('/', 1)[1]}/referrers/{img.digest()}"
+        p.add(
+            Fault("add_header", match=r"/referrers/", header=("Link", f'<{path}?p=2>; rel="next"'))
+        )
+        got = c.referrers(f"{repo}@{img.digest()}")
+        assert [d.digest for d in got.manifests] == [art.digest()]
+        assert len(p.requests("GET", r"/referrers/")) == 2
+        p.add(
+            Fault(
+                "add_header",
+                match=r"/referrers/",
+                header=("Link", '<http://elsewhere.invalid/x>; rel="next"'),
+            )
+        )
+        with pytest.raises(RegistryError, match="another host"):
+            c.referrers(f"{repo}@{img.digest()}")
+    finally:
+        p.stop()

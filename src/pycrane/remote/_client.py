@@ -1228,6 +1228,7 @@ class Client:
             if too_long:
                 raise ManifestError(f"referrers of {repo.name}@{digest}: response too large")
             idx = Index.parse(raw)
+            idx = self._more_referrers(repo, idx, resp, f"referrers of {repo.name}@{digest}")
         else:
             resp.drain()
             idx = self._fallback_index(repo, digest) or Index.build([])
@@ -1236,6 +1237,39 @@ class Client:
             if len(kept) != len(idx.manifests):
                 idx = Index.build(kept, annotations=idx.annotations)
         return idx
+
+    def _more_referrers(self, repo: Repository, first: Index, resp: Response, what: str) -> Index:
+        """Follow ``Link: <...>; rel="next"`` pages (same host only) and merge them."""
+        manifests = list(first.manifests)
+        seen_urls = {resp.url}
+        seen = {d.digest for d in manifests}
+        origin = urllib.parse.urlsplit(resp.url)
+        url = _next_link(resp.header_values("Link"), resp.url)
+        while url and url not in seen_urls and len(seen_urls) < 1000:
+            nxt = urllib.parse.urlsplit(url)
+            if (nxt.scheme, nxt.netloc) != (origin.scheme, origin.netloc):
+                raise RegistryError(f"{what}: pagination link to another host refused")
+            seen_urls.add(url)
+            page = self._request(
+                "GET",
+                repo.registry,
+                url,
+                scopes=[repo.scope("pull")],
+                what=what,
+                headers={"Accept": mt.OCI_INDEX},
+                stream=True,
+            )
+            raw, too_long = page.read_capped(self.manifest_limit)
+            if too_long:
+                raise ManifestError(f"{what}: response too large")
+            for d in Index.parse(raw).manifests:
+                if d.digest not in seen:
+                    seen.add(d.digest)
+                    manifests.append(d)
+            url = _next_link(page.header_values("Link"), page.url)
+        if len(manifests) == len(first.manifests):
+            return first
+        return Index.build(manifests, annotations=first.annotations)
 
     def _fallback_index(self, repo: Repository, digest: Digest) -> Index | None:
         tag = Tag(repo, f"{digest.algorithm}-{digest.hex}")
