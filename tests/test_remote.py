@@ -470,3 +470,27 @@ def test_concurrent_referrers_are_all_recorded(registry_server: Any) -> None:
     assert errors == []
     got = {d.digest for d in c.referrers(f"{repo}:v").manifests}
     assert got == {a.digest() for a in arts}
+
+
+def test_copy_platforms_filters_nested_indexes(registry_server: Any, client: Client) -> None:
+    from pycrane.v1.image import SimpleIndex
+
+    inner = random_index(["linux/arm64", "linux/ppc64le"], seed=36)
+    img = random_image(1, 128, seed=37, platform=Platform("linux", "amd64"))
+    outer = SimpleIndex.build([(None, img), (inner.descriptor(), inner)])
+    host = registry_server.host
+    src = f"{host}/{unique('nestf/src')}:v"
+    client.write_index(src, outer)
+    dst = f"{host}/{unique('nestf/dst')}:v"
+    client.copy(src, dst, platforms=["linux/ppc64le"])
+    assert (
+        client.image(dst, "linux/ppc64le").digest() == client.image(src, "linux/ppc64le").digest()
+    )
+    with pytest.raises(NoMatchingPlatform):
+        client.image(dst, "linux/amd64")
+    with pytest.raises(NoMatchingPlatform):
+        client.image(dst, "linux/arm64")
+    # Everything matching: the very same index is copied.
+    dst2 = f"{host}/{unique('nestf/dst')}:all"
+    client.copy(src, dst2, platforms=["linux/amd64", "linux/arm64", "linux/ppc64le"])
+    assert client.get(dst2).raw == outer.raw_manifest()

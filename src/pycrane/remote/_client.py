@@ -1348,21 +1348,55 @@ def _child(node: ImageIndex, d: Descriptor) -> Image | ImageIndex:
 
 
 def _filter_index(idx: RemoteIndex, wanted: list[Platform], what: str) -> ImageIndex:
+    """The index with only the children for ``wanted`` (nested indexes filtered too)."""
+    offered: list[str] = []
+    out = _filter(idx, wanted, offered, 0)
+    if out is None:
+        raise NoMatchingPlatform(
+            f"index {what}: no image for platforms {', '.join(map(str, wanted))}; "
+            f"it offers {', '.join(offered) or 'nothing'}"
+        )
+    return out
+
+
+def _filter(
+    idx: RemoteIndex, wanted: list[Platform], offered: list[str], depth: int
+) -> ImageIndex | None:
     from pycrane.v1.image import SimpleIndex
 
     im = idx.index_manifest()
     kept: list[tuple[Descriptor | None, Image | ImageIndex]] = []
+    changed = False
     for d in im.manifests:
+        if mt.is_index(d.media_type) and d.platform is None and depth < 8:
+            inner = _filter(idx.child(d), wanted, offered, depth + 1)  # type: ignore[arg-type]
+            if inner is None:
+                changed = True
+            elif inner.digest() == d.digest:
+                kept.append((d, inner))
+            else:
+                kept.append(
+                    (
+                        Descriptor(
+                            inner.media_type(),
+                            inner.digest(),
+                            inner.size(),
+                            annotations=dict(d.annotations),
+                        ),
+                        inner,
+                    )
+                )
+                changed = True
+            continue
         plat = d.platform or DEFAULT_PLATFORM
+        offered.append(str(plat))
         if any(w.satisfied_by(plat) for w in wanted):
             kept.append((d, idx.child(d)))
+        else:
+            changed = True
     if not kept:
-        offered = ", ".join(str(d.platform or DEFAULT_PLATFORM) for d in im.manifests)
-        raise NoMatchingPlatform(
-            f"index {what}: no image for platforms {', '.join(map(str, wanted))}; "
-            f"it offers {offered or 'nothing'}"
-        )
-    if len(kept) == len(im.manifests):
+        return None
+    if not changed:
         return idx
     return SimpleIndex.build(kept, media_type=im.media_type, annotations=im.annotations)
 
