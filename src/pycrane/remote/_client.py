@@ -149,13 +149,21 @@ def _error_pairs(body: bytes) -> tuple[tuple[str, str], ...]:
 
 
 class _SingleFlight:
-    """Run each key's work once per operation; later callers wait for the first one's result."""
+    """Run each key's work once; callers arriving meanwhile wait for the first one's result.
 
-    def __init__(self) -> None:
+    Per operation the result is kept (a blob is uploaded once however often it
+    recurs). With ``forget`` the key is dropped when the work ends: the client uses
+    that to merge concurrent uploads of one blob by separate operations, which some
+    registries (distribution 2.8) do not survive, while later operations check again.
+    """
+
+    def __init__(self, *, forget: bool = False) -> None:
         self._lock = threading.Lock()
         self._futures: dict[str, Future[None]] = {}
+        self._forget = forget
 
-    def run(self, key: str, fn: Callable[[], None]) -> None:
+    def run(self, key: str, fn: Callable[[], None]) -> bool:
+        """Whether this caller did the work (False: it waited for another's)."""
         with self._lock:
             fut = self._futures.get(key)
             owner = fut is None
@@ -164,13 +172,19 @@ class _SingleFlight:
                 self._futures[key] = fut
         if not owner:
             fut.result()
-            return
+            return False
         try:
             fn()
         except BaseException as e:
             fut.set_exception(e)
             raise
-        fut.set_result(None)
+        else:
+            fut.set_result(None)
+        finally:
+            if self._forget:
+                with self._lock:
+                    self._futures.pop(key, None)
+        return True
 
 
 @dataclass
@@ -238,6 +252,8 @@ class Client:
         self.manifest_limit = MANIFEST_LIMIT
         self._sessions: dict[str, RegistrySession] = {}
         self._referrer_locks: dict[str, threading.Lock] = {}
+        #: Uploads in progress, client-wide: concurrent operations share them.
+        self._inflight = _SingleFlight(forget=True)
         self._lock = threading.Lock()
         #: Registries that forced chunked uploads, and the chunk size they need.
         self._chunked: dict[str, int] = {}
@@ -922,7 +938,13 @@ class Client:
         key = repo.name
 
         def one(b: _Blob) -> None:
-            flight.run(f"{key}@{b.desc.digest}", lambda: self._upload(repo, b, progress))
+            name = f"{key}@{b.desc.digest}"
+
+            def shared() -> None:
+                if not self._inflight.run(name, lambda: self._upload(repo, b, progress)):
+                    progress.finish(b.desc.digest, skipped=True)  # another operation sent it
+
+            flight.run(name, shared)
 
         if jobs <= 1 or len(unique) == 1:
             for b in unique.values():
