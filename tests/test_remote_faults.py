@@ -504,3 +504,28 @@ def test_referrers_api_pages_are_followed(request: pytest.FixtureRequest) -> Non
             c.referrers(f"{repo}@{img.digest()}")
     finally:
         p.stop()
+
+
+def test_concurrent_operations_share_one_upload(proxy: FaultProxy) -> None:
+    from pycrane.random import image_from_layers, random_layer
+
+    shared = random_layer(200_000, seed=85)
+    imgs = [image_from_layers([shared, random_layer(100, seed=860 + i)]) for i in range(6)]
+    repo = f"{proxy.host}/faults/shared{next(_n)}"
+    c = Client(retry=FAST)
+    errors: list[BaseException] = []
+
+    def push(i: int) -> None:
+        try:
+            c.write_image(f"{repo}:i{i}", imgs[i])
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=push, args=(i,)) for i in range(len(imgs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    puts = [e.path for e in proxy.requests("PUT", r"/blobs/uploads/")]
+    assert sum(str(shared.digest()) in p for p in puts) == 1
