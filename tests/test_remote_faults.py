@@ -529,3 +529,13 @@ def test_concurrent_operations_share_one_upload(proxy: FaultProxy) -> None:
     assert errors == []
     puts = [e.path for e in proxy.requests("PUT", r"/blobs/uploads/")]
     assert sum(str(shared.digest()) in p for p in puts) == 1
+
+
+def test_manifest_with_missing_blob_retries_then_fails_clearly(proxy: FaultProxy) -> None:
+    img = random_image(1, 64, seed=87)
+    ref = f"{proxy.host}/faults/missing{next(_n)}:v"
+    with pytest.raises(RegistryError) as ei:
+        Client(retry=FAST).put_manifest(ref, img.raw_manifest(), img.media_type())
+    assert "MANIFEST_BLOB_UNKNOWN" in ei.value.codes
+    assert "\n" not in str(ei.value)
+    assert len(proxy.requests("PUT", r"/manifests/")) == 3

@@ -878,16 +878,24 @@ class Client:
         )
         if isinstance(r, DigestRef) and digest != r.digest:
             raise DigestMismatch(f"manifest {r}", str(r.digest), str(digest))
-        resp = self._request(
-            "PUT",
-            repo.registry,
-            f"/v2/{repo.path}/manifests/{r.identifier}",
-            scopes=[repo.scope("pull,push")],
-            what=f"manifest {r}",
-            expected=(200, 201, 202, 204),
-            headers={"Content-Type": media, "Content-Length": str(len(raw))},
-            body=raw,
-        )
+        for attempt in range(3):
+            try:
+                resp = self._request(
+                    "PUT",
+                    repo.registry,
+                    f"/v2/{repo.path}/manifests/{r.identifier}",
+                    scopes=[repo.scope("pull,push")],
+                    what=f"manifest {r}",
+                    expected=(200, 201, 202, 204),
+                    headers={"Content-Type": media, "Content-Length": str(len(raw))},
+                    body=raw,
+                )
+                break
+            except RegistryError as e:
+                # Another writer may be committing a blob we rely on right now.
+                if "MANIFEST_BLOB_UNKNOWN" not in e.codes or attempt == 2:
+                    raise
+                time.sleep(self.transport.retry.delay(attempt))
         desc = Descriptor(media_type=media, digest=digest, size=len(raw))
         if self.referrers_fallback and not resp.header(OCI_SUBJECT_HEADER):
             subject = _subject_of(raw, media)
