@@ -2,12 +2,32 @@
 
 Pull, push, copy, inspect and modify OCI and Docker images in registries, in OCI
 image layouts on disk, and in ``docker save`` tarballs.
+
+```python
+import pycrane
+
+ref = pycrane.parse_reference("127.0.0.1:5000/demo:latest")
+with pycrane.Client() as client:                  # pycrane.remote.Client
+    img = client.image(ref, platform="linux/amd64")
+    pycrane.Layout.open_or_create("out").append_image(img, ref_name="latest")
+```
+
+The model (digests, descriptors, manifests, configs, platforms, and the lazy
+``Image``/``Layer``/``ImageIndex`` abstractions) is imported eagerly; the
+registry client, layout store, tarball and mutate APIs load on first use, so
+``import pycrane`` stays cheap for tools that need only part of it.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from pycrane import errors, v1
 from pycrane.empty import empty_image, empty_index, empty_layer
 from pycrane.errors import (
     AuthenticationError,
+    CompressionError,
     DigestMismatch,
     InvalidDigest,
     InvalidPlatform,
@@ -26,6 +46,15 @@ from pycrane.errors import (
     UnsafePathError,
     VerificationError,
 )
+from pycrane.name import (
+    DigestRef,
+    Reference,
+    Registry,
+    Repository,
+    Tag,
+    familiar,
+    parse_reference,
+)
 from pycrane.random import random_image, random_index, random_layer
 from pycrane.v1 import (
     ConfigFile,
@@ -39,21 +68,66 @@ from pycrane.v1 import (
     Platform,
 )
 
+if TYPE_CHECKING:
+    from pycrane import layout, mutate, remote, tarball, validate
+    from pycrane.layout import BlobStore, Layout
+    from pycrane.registry import RegistryServer
+    from pycrane.remote import Client, Keychain
+    from pycrane.validate import validate_image, validate_index
+
 __version__ = "0.1.0"
+
+# name -> (module, attribute or None for the module itself), loaded on first access.
+_LAZY: dict[str, tuple[str, str | None]] = {
+    "BlobStore": ("pycrane.layout", "BlobStore"),
+    "Client": ("pycrane.remote", "Client"),
+    "Keychain": ("pycrane.remote", "Keychain"),
+    "Layout": ("pycrane.layout", "Layout"),
+    "RegistryServer": ("pycrane.registry", "RegistryServer"),
+    "layout": ("pycrane.layout", None),
+    "mutate": ("pycrane.mutate", None),
+    "remote": ("pycrane.remote", None),
+    "tarball": ("pycrane.tarball", None),
+    "validate": ("pycrane.validate", None),
+    "validate_image": ("pycrane.validate", "validate_image"),
+    "validate_index": ("pycrane.validate", "validate_index"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'pycrane' has no attribute {name!r}") from None
+    mod = importlib.import_module(module)
+    value = mod if attr is None else getattr(mod, attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "AuthenticationError",
+    "BlobStore",
+    "Client",
+    "CompressionError",
     "ConfigFile",
     "Descriptor",
     "Digest",
     "DigestMismatch",
+    "DigestRef",
     "Image",
     "ImageIndex",
     "Index",
     "InvalidDigest",
     "InvalidPlatform",
     "InvalidReference",
+    "Keychain",
     "Layer",
+    "Layout",
     "LockTimeout",
     "Manifest",
     "ManifestError",
@@ -62,9 +136,14 @@ __all__ = [
     "PermissionDenied",
     "Platform",
     "PycraneError",
+    "Reference",
+    "Registry",
     "RegistryError",
+    "RegistryServer",
+    "Repository",
     "SizeMismatch",
     "StoreError",
+    "Tag",
     "TarballError",
     "TransportError",
     "UnsafePathError",
@@ -74,8 +153,17 @@ __all__ = [
     "empty_index",
     "empty_layer",
     "errors",
+    "familiar",
+    "layout",
+    "mutate",
+    "parse_reference",
     "random_image",
     "random_index",
     "random_layer",
+    "remote",
+    "tarball",
     "v1",
+    "validate",
+    "validate_image",
+    "validate_index",
 ]
