@@ -46,7 +46,8 @@ class Fault:
     request's Range header so the registry answers 200), ``reset`` (close the
     connection without answering), ``redirect`` (answer 307 to a fake blob storage on
     another port, which logs the headers it receives in ``storage_log``), ``add_header``
-    (add ``header`` to the forwarded response).
+    (add ``header`` to the forwarded response), ``strip_header`` (remove the header
+    named ``header[0]`` from it).
     """
 
     kind: str
@@ -304,9 +305,13 @@ class FaultProxy:
             extra = self._take(method, path, ("add_header",))
             if extra is not None and extra.header is not None:
                 h.send_header(*extra.header)
+            strip = self._take(method, path, ("strip_header",))
+            stripped = strip.header[0].lower() if strip is not None and strip.header else None
             for k, v in resp.getheaders():
                 if redirecting:
                     break
+                if k.lower() == stripped:
+                    continue
                 if k.lower() in _HOP or k.lower() == "content-length":
                     continue
                 h.send_header(k, v)

@@ -539,3 +539,23 @@ def test_manifest_with_missing_blob_retries_then_fails_clearly(proxy: FaultProxy
     assert "MANIFEST_BLOB_UNKNOWN" in ei.value.codes
     assert "\n" not in str(ei.value)
     assert len(proxy.requests("PUT", r"/manifests/")) == 3
+
+
+def test_head_without_digest_header_falls_back_to_get(
+    proxy: FaultProxy, seeded: tuple[str, Image]
+) -> None:
+    path, img = seeded
+    proxy.add(
+        Fault(
+            "strip_header",
+            method="HEAD",
+            match=r"/manifests/",
+            header=("Docker-Content-Digest", ""),
+            count=-1,
+        )
+    )
+    c = Client(retry=FAST)
+    d = c.head(f"{proxy.host}/{path}")
+    assert d.digest == img.digest() and d.size == len(img.raw_manifest())
+    assert c.exists(f"{proxy.host}/{path}") == d
+    assert proxy.requests("GET", r"/manifests/")  # the fallback happened
