@@ -306,3 +306,30 @@ def test_link_to_a_lower_hard_link_matches_umoci(tmp_path: Path) -> None:
         [E("a", "h", "b"), E("b", "f", b"new")],
     )
     assert ours_tree(img, tmp_path) == umoci_tree(img, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "layers",
+    [
+        pytest.param(
+            [
+                [E("a", "f", b"old"), E("b", "h", "a")],
+                [E("d", "h", "b")],
+                [E("a", "h", "d"), E("d", "f", b"new")],
+            ],
+            id="chain-ends-at-surviving-link",
+        ),
+        pytest.param(
+            [
+                [E("a", "f", b"old")],
+                [E("b", "h", "a"), E("a", "f", b"new1")],
+                [E("d", "h", "b"), E("b", "f", b"new2")],
+            ],
+            id="chain-through-replaced-link",
+        ),
+    ],
+)
+def test_hard_link_chains_match_umoci(layers: list, tmp_path: Path) -> None:
+    """Found by the differential test with longer stacks."""
+    img = image_of(*layers)
+    assert ours_tree(img, tmp_path) == umoci_tree(img, tmp_path)

@@ -153,14 +153,17 @@ def _plan(layers: Sequence[Layer]) -> _Plan:
                 # Links above point at a hard link: they share its target's inode.
                 target = safe_name(m.linkname, f"{what} hard link {m.name!r}")
                 pending = _take_pending(wanted, name, i)
-                if pending and not survivor:
-                    if target in layer_files:
-                        if plan.winner.get(target) == i:
-                            _relink(plan, target, pending)
-                        else:
-                            _materialize(plan, i, target, pending)
+                if pending and survivor:
+                    _relink(plan, name, pending)
+                elif pending and target in layer_files:
+                    if plan.winner.get(target) == i:
+                        _relink(plan, target, pending)
                     else:
-                        wanted.setdefault(target, []).extend(pending)
+                        _materialize(plan, i, target, pending)
+                elif pending:
+                    # Resolved below this layer: this link came before anything
+                    # later in this layer's tar.
+                    wanted.setdefault(target, []).extend((i, ln) for _, ln in pending)
             if not m.isdir():
                 layer_gone.add(name)  # a non-directory replaces whatever was below
             if not survivor:
