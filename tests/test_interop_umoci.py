@@ -147,7 +147,7 @@ def test_hard_link_to_replaced_target_matches_umoci(tmp_path: Path) -> None:
 
 # -- differential testing: random layer stacks, umoci as the oracle -------------------
 
-_PATHS = ["a", "b", "a/x", "a/y", "a/x/deep", "b/z", "c"]
+_PATHS = ["a", "b", "a/x", "a/y", "a/x/deep", "a/x/e", "b/z", "b/z/q", "c", "d"]
 
 
 def _parents(path: str) -> list[str]:
@@ -166,7 +166,7 @@ def _draw_layer(draw: st.DrawFn, lower_files: set[str]) -> list[tuple]:
                 st.binary(max_size=8),
             ),
             min_size=1,
-            max_size=8,
+            max_size=14,
         )
     )
     entries: list[tuple] = []
@@ -267,7 +267,7 @@ def _apply(files: set[str], entries: list[tuple]) -> set[str]:
 def _stack(draw: st.DrawFn) -> list[list[tuple]]:
     layers = []
     files: set[str] = set()
-    for _ in range(draw(st.integers(min_value=1, max_value=4))):
+    for _ in range(draw(st.integers(min_value=1, max_value=6))):
         entries = _draw_layer(draw, files)
         layers.append(entries)
         files = _apply(files, entries)
@@ -275,7 +275,7 @@ def _stack(draw: st.DrawFn) -> list[list[tuple]]:
 
 
 @settings(
-    max_examples=30,
+    max_examples=40,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
