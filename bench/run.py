@@ -840,6 +840,11 @@ def main(argv: list[str] | None = None) -> int:
     b = Bench(args)
     t_start = time.monotonic()
     log(f"bench: work dir {b.work}")
+    if args.quick:
+        b.notes.append(
+            "quick mode: layers are small, so process start-up dominates every wall time; "
+            "judge the targets on a full run"
+        )
     if b.pycrane_missing:
         b.notes.append(f"pycrane CLI not usable, its rows are skipped: {b.pycrane_missing}")
     want = [n for n in all_case_names(sizes.tags) if selected(n, patterns)]
