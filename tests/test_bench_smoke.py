@@ -59,7 +59,7 @@ def test_failed_command_is_reported(procs) -> None:  # type: ignore[no-untyped-d
 
 def test_quick_run(tmp_path: Path) -> None:
     out = tmp_path / "report.md"
-    cases = "pull-oci/small,pull-tar/index,push/small,copy-tags/*"
+    cases = "pull-oci/small,pull-tar/index,push/small,copy-tags/*,server-pull/big [curl]"
     argv = [
         sys.executable,
         str(BENCH / "run.py"),
@@ -89,12 +89,18 @@ def test_quick_run(tmp_path: Path) -> None:
         assert heading in md
     raw = json.loads(out.with_suffix(".json").read_text())
     names = {c["name"] for c in raw["cases"]}
-    assert names == {"pull-oci/small", "pull-tar/index", "push/small", "copy-tags/10"}
+    assert names == {
+        "pull-oci/small",
+        "pull-tar/index",
+        "push/small",
+        "copy-tags/10",
+        "server-pull/big [curl]",
+    }
     for case in raw["cases"]:
         variants = case["variants"]
-        assert "pycrane" in variants
+        assert "pycrane" in variants or "pycrane-server" in variants
         # the reference tools must run and pass their checks every time
-        for tool in ("skopeo", "curl+openssl", "curl"):
+        for tool in ("skopeo", "curl+openssl", "curl", "distribution"):
             if tool in variants:
                 samples = variants[tool]["samples"]
                 assert len(samples) == 1, (case["name"], tool)
