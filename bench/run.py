@@ -866,6 +866,10 @@ def main(argv: list[str] | None = None) -> int:
             results = run_main(
                 b, stack, sizes, want, need_img, need_tags, need_r2, need_srv, rounds
             )
+        # free the main phase's registries and layouts (~6 GiB) before the sweep's 4 GiB layer
+        for child in b.work.iterdir():
+            if child.name != "pycache":
+                rmtree(child)
         if do_sweep:
             sweep_results = run_sweep(b, sizes.sweep, patterns)
     finally:
