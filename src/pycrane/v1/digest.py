@@ -137,8 +137,32 @@ class VerifyingReader:
         self._what = what
         self._hasher = expected.hasher()
         self._done = False
+        self._verified = False
+        self._error: BaseException | None = None
+
+    @property
+    def expected(self) -> Digest:
+        """The digest the content must have."""
+        return self._expected
+
+    @property
+    def expected_size(self) -> int | None:
+        """The size the content must have, when known."""
+        return self._size
+
+    @property
+    def verified(self) -> bool:
+        """True once EOF was reached and size and digest matched.
+
+        A consumer that lets this reader do the checking (instead of hashing the
+        bytes a second time) must see ``verified`` before trusting what it read.
+        """
+        return self._verified
 
     def read(self, n: int = -1) -> bytes:
+        if self._error is not None:
+            # A failed check stays failed: a retrying consumer never sees a clean EOF.
+            raise self._error
         if n is None or n < 0:
             # "Read everything" must end at EOF, where the digest is checked.
             parts = []
@@ -155,10 +179,16 @@ class VerifyingReader:
         if data:
             self._hasher.update(data)
             if self._size is not None and self._hasher.size > self._size:
-                raise SizeMismatch(self._what, self._size, self._hasher.size)
+                self._error = SizeMismatch(self._what, self._size, self._hasher.size)
+                raise self._error
             return data
         self._done = True
-        self._hasher.verify(self._what, self._expected, self._size)
+        try:
+            self._hasher.verify(self._what, self._expected, self._size)
+        except BaseException as e:
+            self._error = e
+            raise
+        self._verified = True
         return b""
 
     def readinto(self, buf: bytearray | memoryview) -> int:
