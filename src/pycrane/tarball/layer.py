@@ -339,7 +339,7 @@ class _LazySpool(LayerBase):
 
 
 def _tarinfo_for(
-    tar: tarfile.TarFile, full: Path, arcname: str, mtime: int, inodes: dict[tuple[int, int], str]
+    full: Path, arcname: str, mtime: int, inodes: dict[tuple[int, int], str]
 ) -> tarfile.TarInfo | None:
     st = os.lstat(full)
     info = tarfile.TarInfo(arcname)
@@ -407,7 +407,7 @@ def layer_from_directory(
             tar.copybufsize = CHUNK  # type: ignore[attr-defined]
             inodes: dict[tuple[int, int], str] = {}
             for full, arc in _walk_sorted(root):
-                info = _tarinfo_for(tar, full, arc, stamp, inodes)
+                info = _tarinfo_for(full, arc, stamp, inodes)
                 if info is None:
                     continue
                 if info.type == tarfile.REGTYPE:
