@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import filelock
 
@@ -72,6 +72,7 @@ _MANIFEST_MAX = 4 << 20  # the distribution spec's manifest limit
 _CONFIG_MAX = 64 << 20
 
 Blobs = list[tuple[Digest, int]]
+_T = TypeVar("_T")
 
 
 def _empty_index_bytes() -> bytes:
@@ -340,44 +341,40 @@ class Layout:
     def _write_image(
         self, img: Image, jobs: int, progress: ProgressSink | None
     ) -> tuple[Descriptor, Blobs]:
-        self._sweep_once()
-        manifest = img.manifest()
-        raw = img.raw_manifest()
-        layers = img.layers()
-        # De-duplicate by digest before any I/O: images often repeat the empty layer.
-        unique: dict[Digest, tuple[Descriptor, Layer | None]] = {}
-        for d, layer in zip(manifest.layers, layers, strict=True):
-            unique.setdefault(d.digest, (d, layer))
-        cfg = manifest.config
-        if cfg.digest not in unique:
-            unique[cfg.digest] = (cfg, None)
+        plan = _Plan()
+        desc = plan.add_image(img)
+        return desc, self._execute(plan, jobs, progress)
 
-        def write_one(desc: Descriptor, layer: Layer | None) -> None:
-            if layer is None:
-                self.store.put(img.raw_config(), digest=desc.digest, size=desc.size)
+    def _execute(self, plan: _Plan, jobs: int, progress: ProgressSink | None) -> Blobs:
+        """Write every blob of ``plan`` on one bounded pool, then its manifests in order.
+
+        Blobs of all the children of an index share the pool, so an index of three
+        platforms downloads ``jobs`` blobs at once rather than one image at a time;
+        a manifest is published only after everything it points at.
+        """
+        self._sweep_once()
+
+        def write_one(desc: Descriptor, source: Layer | Callable[[], bytes]) -> None:
+            if not isinstance(source, Layer):
+                self.store.put(source(), digest=desc.digest, size=desc.size)
                 return
             if not mt.is_distributable(desc.media_type) and desc.urls:
                 # Foreign layers are fetched from their URLs, not stored (like ggcr).
                 with contextlib.suppress(NotFoundError):
                     self.store.put_from(
-                        layer.compressed, digest=desc.digest, size=desc.size, progress=progress
+                        source.compressed, digest=desc.digest, size=desc.size, progress=progress
                     )
                 return
             self.store.put_from(
-                layer.compressed, digest=desc.digest, size=desc.size, progress=progress
+                source.compressed, digest=desc.digest, size=desc.size, progress=progress
             )
 
-        _run_bounded(write_one, list(unique.values()), jobs)
-        desc = Descriptor(
-            media_type=manifest.media_type,
-            digest=manifest.digest,
-            size=len(raw),
-            artifact_type=manifest.artifact_type,
-        )
-        self.store.put(raw, digest=desc.digest, size=desc.size)
-        blobs = [(d.digest, d.size) for d, _ in unique.values() if self._stored(d)]
-        blobs.append((desc.digest, desc.size))
-        return desc, blobs
+        _run_bounded(write_one, list(plan.blobs.values()), jobs)
+        for raw, desc in plan.manifests:
+            self.store.put(raw, digest=desc.digest, size=desc.size)
+        blobs = [(d.digest, d.size) for d, _ in plan.blobs.values() if self._stored(d)]
+        blobs += [(d.digest, d.size) for _, d in plan.manifests]
+        return blobs
 
     def _stored(self, d: Descriptor) -> bool:
         return mt.is_distributable(d.media_type) or not d.urls or self.store.exists(d.digest)
@@ -391,27 +388,9 @@ class Layout:
     def _write_index(
         self, idx: ImageIndex, jobs: int, progress: ProgressSink | None
     ) -> tuple[Descriptor, Blobs]:
-        self._sweep_once()
-        index = idx.index_manifest()
-        blobs: Blobs = []
-        for child_desc in index.manifests:
-            child = _child_of(idx, child_desc)
-            if child is None:
-                continue  # not an image or index (e.g. an artifact blob): written below if known
-            if is_index(child):
-                blobs += self._write_index(child, jobs, progress)[1]  # type: ignore[arg-type]
-            else:
-                blobs += self._write_image(child, jobs, progress)[1]  # type: ignore[arg-type]
-        raw = idx.raw_manifest()
-        desc = Descriptor(
-            media_type=index.media_type,
-            digest=index.digest,
-            size=len(raw),
-            artifact_type=index.artifact_type,
-        )
-        self.store.put(raw, digest=desc.digest, size=desc.size)
-        blobs.append((desc.digest, desc.size))
-        return desc, blobs
+        plan = _Plan()
+        desc = plan.add_index(idx)
+        return desc, self._execute(plan, jobs, progress)
 
     def append_image(
         self,
@@ -685,6 +664,60 @@ def _decorate(
     return desc
 
 
+class _Plan:
+    """What writing an image or index tree takes: unique blobs, then manifests bottom-up.
+
+    Blobs are de-duplicated by digest across the whole tree before any I/O.
+    """
+
+    def __init__(self) -> None:
+        self.blobs: dict[Digest, tuple[Descriptor, Layer | Callable[[], bytes]]] = {}
+        self.manifests: list[tuple[bytes, Descriptor]] = []
+        self._seen: set[Digest] = set()
+
+    def add_image(self, img: Image) -> Descriptor:
+        manifest = img.manifest()
+        raw = img.raw_manifest()
+        desc = Descriptor(
+            media_type=manifest.media_type,
+            digest=manifest.digest,
+            size=len(raw),
+            artifact_type=manifest.artifact_type,
+        )
+        if desc.digest in self._seen:
+            return desc
+        for d, layer in zip(manifest.layers, img.layers(), strict=True):
+            self.blobs.setdefault(d.digest, (d, layer))
+        cfg = manifest.config
+        self.blobs.setdefault(cfg.digest, (cfg, img.raw_config))
+        self._seen.add(desc.digest)
+        self.manifests.append((raw, desc))
+        return desc
+
+    def add_index(self, idx: ImageIndex) -> Descriptor:
+        index = idx.index_manifest()
+        raw = idx.raw_manifest()
+        desc = Descriptor(
+            media_type=index.media_type,
+            digest=index.digest,
+            size=len(raw),
+            artifact_type=index.artifact_type,
+        )
+        if desc.digest in self._seen:
+            return desc
+        for child_desc in index.manifests:
+            child = _child_of(idx, child_desc)
+            if child is None:
+                continue  # not an image or index (e.g. an artifact blob)
+            if is_index(child):
+                self.add_index(child)  # type: ignore[arg-type]
+            else:
+                self.add_image(child)  # type: ignore[arg-type]
+        self._seen.add(desc.digest)
+        self.manifests.append((raw, desc))
+        return desc
+
+
 def _child_of(idx: ImageIndex, desc: Descriptor) -> Image | ImageIndex | None:
     child = getattr(idx, "child", None)
     if child is not None:
@@ -701,8 +734,8 @@ def _child_of(idx: ImageIndex, desc: Descriptor) -> Image | ImageIndex | None:
 
 
 def _run_bounded(
-    fn: Callable[[Descriptor, Layer | None], None],
-    items: list[tuple[Descriptor, Layer | None]],
+    fn: Callable[[Descriptor, _T], None],
+    items: list[tuple[Descriptor, _T]],
     jobs: int,
 ) -> None:
     """Run ``fn`` over items on at most ``jobs`` threads; the first error is raised
