@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import BinaryIO, cast
 
 from pycrane.compression import CHUNK
-from pycrane.v1.digest import VerifyingReader
+from pycrane.v1.digest import PreverifiedReader, verifying
 from pycrane.v1.image import Layer
 
 __all__ = ["Prefetcher"]
@@ -31,13 +31,15 @@ def _spool(layer: Layer, stop: threading.Event) -> BinaryIO:
     d = layer.descriptor()
     fh = cast(BinaryIO, tempfile.TemporaryFile())  # noqa: SIM115 - returned open
     try:
-        with VerifyingReader(layer.compressed(), d.digest, d.size, f"layer {d.digest}") as r:
+        what = f"layer {d.digest}"
+        with verifying(layer.compressed(), d.digest, d.size, what) as r:
             while chunk := r.read(CHUNK):
                 if stop.is_set():
                     raise _Stopped
                 fh.write(chunk)
         fh.seek(0)
-        return fh
+        # Verified on the way in, and the anonymous spool is ours alone: do not hash again.
+        return PreverifiedReader(fh, d.digest, d.size, what)  # type: ignore[return-value]
     except BaseException:
         fh.close()
         raise

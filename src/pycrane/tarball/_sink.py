@@ -19,7 +19,7 @@ from pycrane import _fs
 from pycrane.compression import CHUNK
 from pycrane.errors import TarballError
 from pycrane.progress import NULL_PROGRESS, ProgressSink
-from pycrane.v1.digest import Digest, VerifyingReader
+from pycrane.v1.digest import Digest, VerifyingReader, verifying
 
 __all__ = ["TarSink", "Target"]
 
@@ -119,9 +119,9 @@ class TarSink:
         """Stream a blob member, verifying it against ``digest`` and ``size``."""
         self.ensure_dirs(name)
         self.progress.start(digest, size, what)
-        verifying = VerifyingReader(stream, digest, size, what)
+        checked = verifying(stream, digest, size, what)
         try:
-            reader = io.BufferedReader(_Exact(verifying, size, self.progress, digest), CHUNK)
+            reader = io.BufferedReader(_Exact(checked, size, self.progress, digest), CHUNK)
             try:
                 self._tar.addfile(self._info(name, size), reader)
             except OSError as e:
@@ -131,7 +131,7 @@ class TarSink:
                     ) from None
                 raise
         finally:
-            verifying.close()
+            checked.close()
         self.progress.finish(digest)
 
     def add_symlink(self, name: str, target: str) -> None:

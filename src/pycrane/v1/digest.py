@@ -17,7 +17,15 @@ from pycrane.errors import DigestMismatch, InvalidDigest, SizeMismatch
 if TYPE_CHECKING:
     from hashlib import _Hash
 
-__all__ = ["ALGORITHMS", "Digest", "DigestHasher", "VerifyingReader", "sha256"]
+__all__ = [
+    "ALGORITHMS",
+    "Digest",
+    "DigestHasher",
+    "PreverifiedReader",
+    "VerifyingReader",
+    "sha256",
+    "verifying",
+]
 
 #: Supported algorithms and the length of their hex encoding.
 ALGORITHMS: dict[str, int] = {"sha256": 64, "sha512": 128}
@@ -207,3 +215,47 @@ class VerifyingReader:
 
     def readable(self) -> bool:
         return True
+
+
+class PreverifiedReader(VerifyingReader):
+    """A stream of content that was already verified on its way into a private file.
+
+    Used for spool files that only this process can reach: checking their size is
+    enough, and hashing them again would cost as much CPU as the download did.
+    """
+
+    def read(self, n: int = -1) -> bytes:
+        if self._error is not None:
+            raise self._error
+        if n is None or n < 0:
+            return super().read(n)
+        if self._done or n == 0:
+            return b""
+        data = self._raw.read(n)
+        self._hasher.size += len(data)
+        if self._size is not None and self._hasher.size > self._size:
+            self._error = SizeMismatch(self._what, self._size, self._hasher.size)
+            raise self._error
+        if data:
+            return data
+        self._done = True
+        if self._size is not None and self._hasher.size != self._size:
+            self._error = SizeMismatch(self._what, self._size, self._hasher.size)
+            raise self._error
+        self._verified = True
+        return b""
+
+
+def verifying(raw: BinaryIO, expected: Digest, size: int | None, what: str) -> VerifyingReader:
+    """``raw`` checked against ``expected`` at EOF, without hashing twice.
+
+    A stream that already verifies exactly this digest (a remote layer, a
+    pre-verified spool) is returned as is; anything else is wrapped.
+    """
+    if (
+        isinstance(raw, VerifyingReader)
+        and raw.expected == expected
+        and (size is None or size < 0 or raw.expected_size in (None, size))
+    ):
+        return raw
+    return VerifyingReader(raw, expected, size, what)
