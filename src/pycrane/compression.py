@@ -30,6 +30,8 @@ except ImportError:  # pragma: no cover
     _GZIP_ERRORS = (zlib.error,)
 
 __all__ = [
+    "IterReader",
+    "PrefixedReader",
     "CHUNK",
     "Compression",
     "HAVE_ISAL",
@@ -277,8 +279,8 @@ class _ZstdReader(io.RawIOBase):
             super().close()
 
 
-class _PeekReader(io.RawIOBase):
-    """Put back the bytes read to sniff the compression."""
+class PrefixedReader(io.RawIOBase):
+    """A stream that first returns ``head`` (bytes read to sniff a format), then ``raw``."""
 
     def __init__(self, head: bytes, raw: BinaryIO) -> None:
         self._head = head
@@ -320,7 +322,7 @@ def decompressed_reader(raw: BinaryIO, compression: Compression | None = None) -
                 break
             head += more
         compression = detect(head)
-        raw = cast(BinaryIO, io.BufferedReader(_PeekReader(head, raw), CHUNK))
+        raw = cast(BinaryIO, io.BufferedReader(PrefixedReader(head, raw), CHUNK))
     if compression == "gzip":
         return cast(BinaryIO, io.BufferedReader(_GzipReader(raw), CHUNK))
     if compression == "zstd":
@@ -417,10 +419,16 @@ def compress_stream(
     raw: BinaryIO, compression: Compression = "gzip", level: int | None = None
 ) -> BinaryIO:
     """A readable stream of the compressed content of ``raw``."""
-    return cast(BinaryIO, io.BufferedReader(_IterReader(iter_compress(raw, compression, level))))
+    return cast(BinaryIO, io.BufferedReader(IterReader(iter_compress(raw, compression, level))))
 
 
-class _IterReader(io.RawIOBase):
+class IterReader(io.RawIOBase):
+    """A readable stream over an iterator of byte chunks (a generator that produces content).
+
+    Closing it closes the generator, so an abandoned reader releases whatever the
+    generator holds (open layer streams, temp files).
+    """
+
     def __init__(self, it: Iterator[bytes]) -> None:
         self._it = it
         self._buf = b""
@@ -439,6 +447,12 @@ class _IterReader(io.RawIOBase):
         view[:n] = self._buf[:n]
         self._buf = self._buf[n:]
         return n
+
+    def close(self) -> None:
+        close = getattr(self._it, "close", None)
+        if close is not None:
+            close()
+        super().close()
 
 
 def gzip_bytes(data: bytes) -> bytes:

@@ -29,7 +29,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, cast
 
-from pycrane.compression import CHUNK, decompressed_reader
+from pycrane.compression import CHUNK, IterReader, decompressed_reader
 from pycrane.errors import TarballError, UnsafePathError
 from pycrane.v1.digest import VerifyingReader
 from pycrane.v1.image import Image, Layer
@@ -326,36 +326,9 @@ def iter_extract(img: Image) -> Iterator[bytes]:
     yield b"\0" * 1024
 
 
-class _ChunkReader(io.RawIOBase):
-    def __init__(self, it: Iterator[bytes]) -> None:
-        self._it = it
-        self._buf = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        view = memoryview(b).cast("B")
-        while not self._buf:
-            try:
-                self._buf = next(self._it)
-            except StopIteration:
-                return 0
-        n = min(len(view), len(self._buf))
-        view[:n] = self._buf[:n]
-        self._buf = self._buf[n:]
-        return n
-
-    def close(self) -> None:
-        close = getattr(self._it, "close", None)
-        if close is not None:
-            close()  # releases the layer streams of an abandoned reader
-        super().close()
-
-
 def extract(img: Image) -> BinaryIO:
     """A readable stream of the flattened filesystem tar of ``img``."""
-    return cast(BinaryIO, io.BufferedReader(_ChunkReader(iter_extract(img)), CHUNK))
+    return cast(BinaryIO, io.BufferedReader(IterReader(iter_extract(img)), CHUNK))
 
 
 def export(img: Image, fileobj: BinaryIO) -> None:

@@ -557,34 +557,7 @@ def image_from_fileobj(
     """Like :func:`image_from_path` for a one-pass stream (stdin): spooled to a temp file."""
     head = fileobj.read(4)
     kind = comp.detect(head)
-    reader: BinaryIO = cast(BinaryIO, _Prefixed(head, fileobj))
+    reader: BinaryIO = cast(BinaryIO, comp.PrefixedReader(head, fileobj))
     if kind != "none":
         reader = comp.decompressed_reader(reader, kind)
     return Tarball(Path(name), keep=_spool(reader, Path(name))).image(tag)
-
-
-class _Prefixed(io.RawIOBase):
-    def __init__(self, head: bytes, raw: BinaryIO) -> None:
-        self._head = head
-        self._raw = raw
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        view = memoryview(b).cast("B")
-        if self._head:
-            n = min(len(view), len(self._head))
-            view[:n] = self._head[:n]
-            self._head = self._head[n:]
-            return n
-        data = self._raw.read(len(view))
-        view[: len(data)] = data
-        return len(data)
-
-    def read(self, n: int = -1) -> bytes:
-        if n is None or n < 0:
-            return self._head + self._raw.read()  # pragma: no cover
-        buf = bytearray(n)
-        got = self.readinto(buf)
-        return bytes(buf[:got])
