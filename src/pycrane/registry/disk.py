@@ -230,9 +230,18 @@ class DiskStorage:
             with slot.lock:
                 with self._slots_lock:
                     current = self._slots.get(session) is slot
-                if current:
-                    yield slot
-                    return
+                if not current:
+                    continue
+                # The session may have ended between the marker check in _slot and
+                # taking the lock (a PUT in this or another process): never reopen it,
+                # or a status request would answer for a new, empty upload.
+                if _fs.stat(self._marker(repo, session)) is None:
+                    with self._slots_lock:
+                        if self._slots.get(session) is slot:
+                            del self._slots[session]
+                    raise ApiError("BLOB_UPLOAD_UNKNOWN", f"upload {session} unknown to {repo}")
+                yield slot
+                return
 
     def _writer(self, slot: _Slot, session: str, algorithm: str = "sha256") -> BlobWriter:
         """The session's open writer (caller holds ``slot.lock``)."""
@@ -308,11 +317,12 @@ class DiskStorage:
                     slot.writer = None
 
     def _drop(self, repo: str, session: str, slot: _Slot) -> None:
+        # Marker first: a request that finds the marker gone never makes a new slot.
+        _fs.unlink(self._marker(repo, session))
         slot.writer = None
         with self._slots_lock:
             if self._slots.get(session) is slot:
                 del self._slots[session]
-        _fs.unlink(self._marker(repo, session))
 
     def upload_offset(self, repo: str, session: str) -> int:
         with self._session(repo, session) as slot:
