@@ -6,11 +6,15 @@
 # and legacy, validates each, lists, tags and deletes, then stops the server.
 # Prints one line per step and a summary; exits non-zero on the first failure.
 #
-#   scripts/e2e.sh              # uses `python -m pycrane`
-#   PYCRANE=pycrane scripts/e2e.sh
+#   scripts/e2e.sh              # sets up ./.venv (scripts/setup.sh), then uses it
+#   PYCRANE=pycrane scripts/e2e.sh   # an installed pycrane instead (no setup)
 set -euo pipefail
 
-PYCRANE=${PYCRANE:-"${PYTHON:-python3} -m pycrane"}
+if [[ -z "${PYCRANE:-}" ]]; then
+    root=$(cd "$(dirname "$0")/.." && pwd)
+    bash "$root/scripts/setup.sh"
+    PYCRANE="$root/.venv/bin/python -m pycrane"
+fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/pycrane-e2e.XXXXXX")
 server_pid=""
 steps=0
