@@ -747,7 +747,7 @@ def test_e2e_script(tmp_path: Path) -> None:
     p = subprocess.run(
         ["bash", str(script)],
         capture_output=True,
-        env=_env({"PYTHON": sys.executable, "TMPDIR": str(tmp_path)}),
+        env=_env({"PYCRANE": f"{sys.executable} -m pycrane", "TMPDIR": str(tmp_path)}),
         timeout=280,
     )
     assert p.returncode == 0, p.stdout.decode() + p.stderr.decode()
