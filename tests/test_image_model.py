@@ -96,3 +96,17 @@ def test_memoised_accessor_may_call_another_without_deadlock() -> None:
     t.start()
     t.join(10)
     assert result, "config_file() deadlocked on a nested memoised call"
+
+
+@pytest.mark.stress
+def test_random_layer_larger_than_256_mib() -> None:
+    # random.Random.randbytes overflows past 2**31 bits; large layers are drawn in pieces.
+    from pycrane.random import random_layer
+
+    layer = random_layer((256 << 20) + 1, seed=1)
+    assert layer.size() > 256 << 20
+    with layer.uncompressed() as r:
+        total = 0
+        while chunk := r.read(1 << 20):
+            total += len(chunk)
+    assert total > (256 << 20) + 512

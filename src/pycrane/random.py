@@ -27,7 +27,10 @@ def random_layer(
 ) -> BytesLayer:
     """A gzip layer holding one file of ``size`` random bytes."""
     rng = _random.Random(seed)
-    payload = rng.randbytes(size)
+    # randbytes(n) goes through one n*8-bit integer, which overflows past 256 MiB:
+    # draw large payloads in 1 MiB pieces.
+    piece = 1 << 20
+    payload = b"".join(rng.randbytes(min(piece, size - i)) for i in range(0, size, piece))
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         info = tarfile.TarInfo(f"random-{rng.getrandbits(64):016x}")
