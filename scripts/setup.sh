@@ -22,7 +22,15 @@ fi
 
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
-  "$PY" -m venv .venv
+  if ! "$PY" -m venv .venv 2>/dev/null; then
+    # Debian's own python3 needs python3-venv for this.
+    rm -rf .venv
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+    fi
+    "$PY" -m venv .venv
+  fi
 fi
 # pip's output only matters when it fails: keep it in a log and show it then.
 log=$(mktemp)
