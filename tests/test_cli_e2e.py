@@ -716,8 +716,14 @@ def test_ctrl_c_leaves_nothing_half_written(
     )
 
     def under_way() -> bool:
-        files = [p for p in out_dir.rglob("*") if p.is_file()]
-        return any(p.stat().st_size > (2 << 20) for p in files)
+        # Temp files come and go while we look (they are published or removed).
+        for p in out_dir.rglob("*"):
+            try:
+                if p.is_file() and p.stat().st_size > (2 << 20):
+                    return True
+            except FileNotFoundError:
+                continue
+        return False
 
     deadline = time.monotonic() + 120
     while proc.poll() is None and time.monotonic() < deadline:
