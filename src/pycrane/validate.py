@@ -14,10 +14,10 @@ agrees with the manifest) without reading layer content.
 from __future__ import annotations
 
 import io
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO, cast
 
 from pycrane import compression as comp
+from pycrane._concurrency import bounded_map
 from pycrane.compression import CHUNK
 from pycrane.errors import (
     DigestMismatch,
@@ -170,13 +170,8 @@ def validate_image(img: Image, *, fast: bool = False) -> None:
             what=f"{what} layer {i} ({d.digest})",
         )
 
-    if len(layers) <= 1:
-        for i in range(len(layers)):
-            check(i)
-        return
-    with ThreadPoolExecutor(max_workers=min(_WORKERS, len(layers))) as pool:
-        # list() re-raises the first failure in layer order.
-        list(pool.map(check, range(len(layers))))
+    # The first failure is raised in layer order.
+    bounded_map(check, range(len(layers)), _WORKERS)
 
 
 def validate_index(idx: ImageIndex, *, fast: bool = False) -> None:

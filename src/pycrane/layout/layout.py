@@ -22,13 +22,13 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
 import filelock
 
 from pycrane import _fs
+from pycrane._concurrency import bounded_map
 from pycrane.compression import CHUNK
 from pycrane.errors import (
     LockTimeout,
@@ -369,7 +369,7 @@ class Layout:
                 source.compressed, digest=desc.digest, size=desc.size, progress=progress
             )
 
-        _run_bounded(write_one, list(plan.blobs.values()), jobs)
+        bounded_map(lambda item: write_one(*item), plan.blobs.values(), jobs)
         for raw, desc in plan.manifests:
             self.store.put(raw, digest=desc.digest, size=desc.size)
         blobs = [(d.digest, d.size) for d, _ in plan.blobs.values() if self._stored(d)]
@@ -731,28 +731,6 @@ def _child_of(idx: ImageIndex, desc: Descriptor) -> Image | ImageIndex | None:
     if mt.is_image(desc.media_type):
         return idx.image(desc.digest)
     return None
-
-
-def _run_bounded(
-    fn: Callable[[Descriptor, _T], None],
-    items: list[tuple[Descriptor, _T]],
-    jobs: int,
-) -> None:
-    """Run ``fn`` over items on at most ``jobs`` threads; the first error is raised
-    after pending work is cancelled."""
-    if jobs <= 1 or len(items) <= 1:
-        for d, layer in items:
-            fn(d, layer)
-        return
-    with ThreadPoolExecutor(max_workers=min(jobs, len(items))) as pool:
-        futures = [pool.submit(fn, d, layer) for d, layer in items]
-        try:
-            for f in futures:
-                f.result()
-        except BaseException:
-            for f in futures:
-                f.cancel()
-            raise
 
 
 # ---------------------------------------------------------------------- lazy objects

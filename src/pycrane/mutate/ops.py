@@ -4,9 +4,9 @@
 
 import datetime as _dt
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO, overload
 
+from pycrane._concurrency import bounded_map
 from pycrane.compression import Compression
 from pycrane.errors import ManifestError
 from pycrane.mutate.extract import iter_extract
@@ -49,12 +49,7 @@ _UNSET: Any = object()
 
 def prefetch(layers: Sequence[Layer], max_workers: int = 4) -> None:
     """Compute layer descriptors concurrently (compression and hashing release the GIL)."""
-    if len(layers) < 2:
-        for layer in layers:
-            layer.descriptor()
-        return
-    with ThreadPoolExecutor(max_workers=min(max_workers, len(layers))) as pool:
-        list(pool.map(lambda layer: layer.descriptor(), layers))
+    bounded_map(lambda layer: layer.descriptor(), layers, max_workers)
 
 
 def append_layers(
@@ -331,9 +326,7 @@ class _ParallelIndex(DerivedIndex):
 
     def raw_manifest(self) -> bytes:
         def build() -> bytes:
-            if len(self._todo) > 1:
-                with ThreadPoolExecutor(max_workers=min(4, len(self._todo))) as pool:
-                    list(pool.map(lambda c: c.digest(), self._todo))
+            bounded_map(lambda c: c.digest(), self._todo, 4)
             return self._build()
 
         return self._memo.get("raw", build)

@@ -18,6 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import BinaryIO, TypeVar
 
+from pycrane._concurrency import bounded_map
 from pycrane.errors import (
     AuthenticationError,
     DigestMismatch,
@@ -954,16 +955,7 @@ class Client:
 
             flight.run(name, shared)
 
-        if jobs <= 1 or len(unique) == 1:
-            for b in unique.values():
-                one(b)
-            return
-        with ThreadPoolExecutor(max_workers=min(jobs, len(unique))) as pool:
-            futures = [pool.submit(one, b) for b in unique.values()]
-            errors = [f.exception() for f in futures]
-        for e in errors:
-            if e is not None:
-                raise e
+        bounded_map(one, unique.values(), jobs)
 
     def write_image(
         self,
@@ -1353,15 +1345,7 @@ _R = TypeVar("_R")
 
 def _map(fn: Callable[[_T], _R], items: Sequence[_T], jobs: int) -> list[_R]:
     """``fn`` over ``items`` with up to ``jobs`` threads; the first error is raised."""
-    if len(items) <= 1 or jobs <= 1:
-        return [fn(x) for x in items]
-    with ThreadPoolExecutor(max_workers=min(jobs, len(items))) as pool:
-        futures = [pool.submit(fn, x) for x in items]
-        errors = [f.exception() for f in futures]
-    for e in errors:
-        if e is not None:
-            raise e
-    return [f.result() for f in futures]
+    return bounded_map(fn, items, jobs)
 
 
 def _plat(p: Platform | str) -> Platform:

@@ -20,12 +20,12 @@ import tarfile
 import tempfile
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from pycrane import compression as comp
+from pycrane._concurrency import bounded_map
 from pycrane.compression import CHUNK
 from pycrane.errors import (
     InvalidReference,
@@ -464,8 +464,7 @@ class TarballImage(ImageBase):
             return oci.raw
         layers = self._layer_objects()
         # Hashing members is I/O bound and hashlib releases the GIL: describe in parallel.
-        with ThreadPoolExecutor(max_workers=min(4, max(1, len(layers)))) as pool:
-            descs = list(pool.map(lambda layer: layer.descriptor(), layers))
+        descs = bounded_map(lambda layer: layer.descriptor(), layers, 4)
         zstd = any(d.media_type == mt.OCI_LAYER_ZSTD for d in descs)
         raw_cfg = self.raw_config()
         if zstd:  # Docker schema 2 has no zstd type: describe the image as OCI
