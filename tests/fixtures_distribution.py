@@ -40,6 +40,7 @@ from typing import Any
 
 import pytest
 
+from pycrane.registry.pytest_plugin import make_self_signed_cert
 from tests.tokenserver import TokenServer
 
 __all__ = [
@@ -104,46 +105,6 @@ class DistributionRegistry:
         self.process = None
         if self.token_server is not None:
             self.token_server.stop()
-
-
-def make_cert(directory: Path, host: str = "127.0.0.1") -> tuple[Path, Path]:
-    """A self-signed certificate (with an IP SAN) and its key, as PEM files."""
-    import datetime as dt
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "tls-cert.pem", directory / "tls-key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
 
 
 def _config(root: Path, port: int, auth: str, tls: str = "") -> str:
@@ -248,7 +209,8 @@ def start_distribution(
     tls_block = ""
     extra: dict[str, Any] = {}
     if tls:
-        cert, key = make_cert(workdir)
+        (workdir / "tls").mkdir(exist_ok=True)
+        cert, key = make_self_signed_cert(workdir / "tls")
         tls_block = f"  tls:\n    certificate: {cert}\n    key: {key}\n"
         extra["ca_cert"] = cert
     last_error: Exception | None = None
