@@ -25,8 +25,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
-import filelock
-
 from pycrane import _fs
 from pycrane._concurrency import bounded_map
 from pycrane.compression import CHUNK
@@ -194,6 +192,8 @@ class Layout:
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """The cross-process lock that serialises ``index.json`` changes and gc."""
+        import filelock  # ~9 ms to import: paid only by commands that change index.json
+
         lock = filelock.FileLock(self.path / _LOCK, timeout=self.lock_timeout, thread_local=False)
         try:
             lock.acquire()

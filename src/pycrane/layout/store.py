@@ -23,9 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
-
-import filelock
+from typing import TYPE_CHECKING, BinaryIO
 
 from pycrane import _fs
 from pycrane.compression import CHUNK
@@ -38,6 +36,9 @@ from pycrane.errors import (
 )
 from pycrane.progress import ProgressSink
 from pycrane.v1.digest import ALGORITHMS, Digest, DigestHasher, VerifyingReader
+
+if TYPE_CHECKING:
+    import filelock  # imported where a lock is taken: ~9 ms most commands never need
 
 __all__ = ["BlobStore", "BlobWriter"]
 
@@ -469,6 +470,8 @@ class BlobStore:
                 mtime = max(st.st_mtime, dst.st_mtime if dst is not None else 0.0)
                 if mtime >= cutoff:
                     continue
+                import filelock
+
                 lock = filelock.FileLock(
                     self.ingest_dir / f"{entry.name}.lock", timeout=0, thread_local=False
                 )
@@ -491,6 +494,8 @@ class BlobStore:
                 and entry.name[: -len(".lock")] not in names
                 and st.st_mtime < cutoff
             ):
+                import filelock
+
                 lock = filelock.FileLock(entry.path, timeout=0, thread_local=False)
                 try:
                     with lock:
@@ -533,6 +538,8 @@ class BlobWriter:
         store._ensure(store.ingest_dir)
         safe = _safe_ref(ref)
         self._dir = store.ingest_dir / safe
+        import filelock
+
         # Not thread-local: a server may open a session in one thread and commit it in
         # another; a thread-local lock would then never be released.
         self._lock = filelock.FileLock(
