@@ -14,8 +14,9 @@ with pycrane.Client() as client:                  # pycrane.remote.Client
 
 The model (digests, descriptors, manifests, configs, platforms, and the lazy
 ``Image``/``Layer``/``ImageIndex`` abstractions) is imported eagerly; the
-registry client, layout store, tarball and mutate APIs load on first use, so
-``import pycrane`` stays cheap for tools that need only part of it.
+registry client, layout store, tarball and mutate APIs and the empty/random
+image builders load on first use, so ``import pycrane`` (which every CLI
+command pays) stays cheap for tools that need only part of it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from pycrane import errors, v1
-from pycrane.empty import empty_image, empty_index, empty_layer
 from pycrane.errors import (
     AuthenticationError,
     CompressionError,
@@ -55,7 +55,6 @@ from pycrane.name import (
     familiar,
     parse_reference,
 )
-from pycrane.random import random_image, random_index, random_layer
 from pycrane.v1 import (
     ConfigFile,
     Descriptor,
@@ -69,8 +68,13 @@ from pycrane.v1 import (
 )
 
 if TYPE_CHECKING:
+    # Submodules once imported eagerly: still reachable as attributes, now lazily.
+    from pycrane import empty as empty
     from pycrane import layout, mutate, remote, tarball, validate
+    from pycrane import random as random
+    from pycrane.empty import empty_image, empty_index, empty_layer
     from pycrane.layout import BlobStore, Layout
+    from pycrane.random import random_image, random_index, random_layer
     from pycrane.registry import RegistryServer
     from pycrane.remote import Client, Keychain
     from pycrane.validate import validate_image, validate_index
@@ -84,8 +88,16 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "Keychain": ("pycrane.remote", "Keychain"),
     "Layout": ("pycrane.layout", "Layout"),
     "RegistryServer": ("pycrane.registry", "RegistryServer"),
+    "empty": ("pycrane.empty", None),
+    "empty_image": ("pycrane.empty", "empty_image"),
+    "empty_index": ("pycrane.empty", "empty_index"),
+    "empty_layer": ("pycrane.empty", "empty_layer"),
     "layout": ("pycrane.layout", None),
     "mutate": ("pycrane.mutate", None),
+    "random": ("pycrane.random", None),
+    "random_image": ("pycrane.random", "random_image"),
+    "random_index": ("pycrane.random", "random_index"),
+    "random_layer": ("pycrane.random", "random_layer"),
     "remote": ("pycrane.remote", None),
     "tarball": ("pycrane.tarball", None),
     "validate": ("pycrane.validate", None),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import tarfile
 
 from pycrane.compression import gzip_bytes
 from pycrane.v1 import mediatypes as mt
@@ -19,6 +18,8 @@ EMPTY_TAR = b"\0" * 1024
 
 def empty_layer(media_type: str = mt.OCI_LAYER_GZIP) -> BytesLayer:
     """A layer holding no files, gzip-compressed reproducibly."""
+    import tarfile  # only this builder needs it; empty_image/empty_index do not
+
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT):
         pass
