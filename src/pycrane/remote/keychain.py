@@ -16,8 +16,6 @@ import base64
 import binascii
 import json
 import os
-import shutil
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -280,6 +278,10 @@ def _from_entry(entry: dict[str, Any], key: str, path: Path) -> Credential | Non
 
 
 def _helper_call(helper: str, action: str, stdin: str) -> str:
+    # Imported here: credential helpers are rare and subprocess+shutil cost ms of start-up.
+    import shutil
+    import subprocess
+
     exe = shutil.which(f"docker-credential-{helper}")
     if exe is None:
         raise AuthenticationError(
@@ -301,6 +303,8 @@ def _helper_call(helper: str, action: str, stdin: str) -> str:
 
 
 def _run_helper(helper: str, server: str) -> Credential | None:
+    import shutil
+
     exe = shutil.which(f"docker-credential-{helper}")
     if exe is None:
         return None
