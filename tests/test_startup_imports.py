@@ -1,0 +1,162 @@
+"""Start-up stays lean: the pull/push/copy/digest/manifest paths import only what they use.
+
+Each check runs in a fresh interpreter (``sys.executable``) and looks at
+``sys.modules``, so it is deterministic and untimed. The heavy modules listed here
+were made lazy on purpose (see the measurements in the commit history); a new
+module-level import of one of them on these paths fails a test here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pycrane.remote._transport import _environment_proxies
+
+#: Never needed just to start a registry command (rare paths import them in place).
+LAZY = (
+    "filelock",  # only when a layout's index.json or an ingest is locked
+    "pycrane.empty",
+    "pycrane.mutate",
+    "pycrane.random",
+    "pycrane.registry",
+    "pycrane.tarball",
+    "pycrane.validate",
+    "rich",  # progress bars, only on a terminal
+    "subprocess",  # docker credential helpers
+    "tarfile",
+    "urllib.request",  # only when a *_proxy variable is set
+    "zstandard",  # only when a zstd layer is met
+)
+#: Also absent while a command only parses its arguments (``pycrane pull --help``).
+NETWORK = ("pycrane.crane", "pycrane.layout", "pycrane.remote", "urllib3")
+
+COMMANDS = ("pull", "push", "copy", "digest", "manifest")
+
+
+def _clean_env() -> dict[str, str]:
+    """The environment without proxy variables (they legitimately load urllib.request)."""
+    return {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+
+
+def _modules_after(tmp_path: Path, code: str) -> dict[str, Any]:
+    """Run ``code`` in a fresh interpreter; it calls ``dump(key)`` to record sys.modules."""
+    out = tmp_path / "modules.json"
+    prelude = (
+        "import json, sys\n"
+        "_seen = {}\n"
+        "def dump(key):\n"
+        "    _seen[key] = sorted(sys.modules)\n"
+        f"    open({str(out)!r}, 'w').write(json.dumps(_seen))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", prelude + code],
+        capture_output=True,
+        text=True,
+        env=_clean_env(),
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    seen: dict[str, Any] = json.loads(out.read_text())
+    return {key: set(mods) for key, mods in seen.items()}
+
+
+def test_the_watched_modules_exist() -> None:
+    # A misspelt name would make the absence checks below pass for nothing.
+    for name in LAZY + NETWORK:
+        assert importlib.util.find_spec(name) is not None, name
+
+
+def test_command_resolution_and_client_modules_stay_lean(tmp_path: Path) -> None:
+    code = (
+        "from pycrane.cli import main\n"
+        f"for cmd in {COMMANDS!r}:\n"
+        "    assert main([cmd, '--help']) == 0, cmd\n"
+        "dump('help')\n"
+        "import pycrane.crane, pycrane.layout, pycrane.remote\n"
+        "from pycrane.remote import Client\n"
+        "Client().close()\n"
+        "dump('library')\n"
+    )
+    seen = _modules_after(tmp_path, code)
+    # The commands really were resolved, and the library modules really imported.
+    assert {f"pycrane.cli.commands.{m}" for m in ("pull", "push", "copy", "inspect")} <= seen[
+        "help"
+    ]
+    assert set(NETWORK) <= seen["library"]
+    assert sorted(seen["help"] & set(LAZY + NETWORK)) == []
+    assert sorted(seen["library"] & set(LAZY)) == []
+
+
+def test_import_pycrane_leaves_builders_and_codecs_alone(tmp_path: Path) -> None:
+    code = (
+        "import pycrane\n"
+        "dump('import')\n"
+        # The submodules once imported eagerly are still attributes of the package.
+        "assert pycrane.empty.empty_image is pycrane.empty_image\n"
+        "assert pycrane.random.random_image is pycrane.random_image\n"
+        "assert pycrane.empty_layer().size() > 0\n"
+        "dump('used')\n"
+    )
+    seen = _modules_after(tmp_path, code)
+    assert sorted(seen["import"] & {*LAZY, *NETWORK, "platform"}) == []
+    assert {"pycrane.empty", "pycrane.random", "tarfile"} <= seen["used"]
+
+
+@pytest.mark.distribution
+def test_real_pull_and_digest_import_only_what_they_use(tmp_path: Path, distribution: Any) -> None:
+    from pycrane.layout import Layout
+    from pycrane.random import random_image
+    from pycrane.remote import Client
+
+    ref = f"{distribution.host}/startup/img:v"
+    img = random_image(3, 256, seed=7101)
+    with Client() as client:
+        client.write_image(ref, img)
+    dest = tmp_path / "layout"
+    code = (
+        "from pycrane.cli import main\n"
+        f"assert main(['digest', {ref!r}]) == 0\n"
+        "dump('digest')\n"
+        f"assert main(['pull', '--format', 'oci', {ref!r}, {str(dest)!r}]) == 0\n"
+        "dump('pull')\n"
+    )
+    seen = _modules_after(tmp_path, code)
+    # The pull happened (and took the layout's lock: the one lazy import it needs).
+    entries = Layout.open(dest).index().manifests
+    assert [d.digest for d in entries] == [img.digest()]
+    assert "filelock" in seen["pull"]
+    assert sorted(seen["digest"] & {*LAZY, "pycrane.layout"}) == []
+    assert sorted(seen["pull"] & (set(LAZY) - {"filelock"})) == []
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {},
+        {"HTTP_PROXY": "http://up:1"},
+        {"https_proxy": "http://low:2", "HTTPS_PROXY": "http://up:2"},
+        {"http_proxy": "", "HTTP_PROXY": "http://up:3"},
+        {"HTTP_PROXY": "http://up:4", "REQUEST_METHOD": "GET"},
+        {"Ftp_Proxy": "http://mixed:5", "NO_PROXY": "localhost,.internal"},
+        {"no_proxy": "*", "ALL_PROXY": "socks5://s:6"},
+        {"PROXY": "http://not-a-scheme:7", "xproxy": "http://nope:8"},
+    ],
+)
+def test_environment_proxies_read_like_urllib(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in list(os.environ):
+        if name.lower().endswith("_proxy") or name == "REQUEST_METHOD":
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert _environment_proxies() == urllib.request.getproxies_environment()
