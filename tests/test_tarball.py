@@ -7,12 +7,14 @@ import io
 import json
 import os
 import tarfile
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from pycrane import empty_image, random_image, tarball
-from pycrane.errors import DigestMismatch, NotFoundError, TarballError
+from pycrane.errors import DigestMismatch, NotFoundError, SizeMismatch, TarballError
 from pycrane.random import image_from_layers
 from pycrane.v1 import mediatypes as mt
 from pycrane.v1.digest import Digest
@@ -406,11 +408,95 @@ def test_archive_with_nested_index_keeps_the_child_manifest(tmp_path: Path) -> N
 
 @pytest.mark.parametrize("jobs", [1, 3, 8])
 def test_concurrent_prefetch_gives_identical_archives(tmp_path: Path, jobs: int) -> None:
+    """A stream is written in order (prefetching ahead); a file gets its layers filled
+    in place in parallel: both must give the very same bytes."""
     a = random_image(5, 20_000, duplicate_empty_layers=2, seed=40)
     b = random_image(3, 20_000, seed=41)
-    tarball.write(tmp_path / "seq.tar", [("a:1", a), ("b:1", b)])
+    seq = io.BytesIO()
+    tarball.write(seq, [("a:1", a), ("b:1", b)])
+    ahead = io.BytesIO()
+    tarball.write(ahead, [("a:1", a), ("b:1", b)], jobs=jobs)
     tarball.write(tmp_path / "par.tar", [("a:1", a), ("b:1", b)], jobs=jobs)
-    assert (tmp_path / "seq.tar").read_bytes() == (tmp_path / "par.tar").read_bytes()
+    assert seq.getvalue() == ahead.getvalue() == (tmp_path / "par.tar").read_bytes()
+    assert tarball.image_from_path(tmp_path / "par.tar", "b:1").digest() == b.digest()
+
+
+class _Endless(io.RawIOBase):
+    """Hands out 1 KiB pieces slowly once ``go`` is set: a download still running."""
+
+    def __init__(self, go: threading.Event) -> None:
+        self._go = go
+        self.pieces = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:  # type: ignore[override]
+        self._go.wait(10)
+        time.sleep(0.001)
+        self.pieces += 1
+        return b"\0" * 1024
+
+
+class _Slow(BytesLayer):
+    def __init__(self, data: bytes, go: threading.Event) -> None:
+        super().__init__(data, mt.OCI_LAYER, diff_id=Digest.from_bytes(data))
+        self._go = go
+
+    def compressed(self):  # type: ignore[no-untyped-def]
+        self.stream = _Endless(self._go)
+        return self.stream
+
+
+class _FailsAtEof(io.BytesIO):
+    def __init__(self, data: bytes, eof: threading.Event) -> None:
+        super().__init__(data)
+        self._eof = eof
+
+    def read(self, n: int | None = -1) -> bytes:
+        data = super().read(n)
+        if not data:
+            self._eof.set()
+        return data
+
+
+class _CorruptSignals(BytesLayer):
+    def __init__(self, data: bytes, eof: threading.Event) -> None:
+        super().__init__(data, mt.OCI_LAYER, diff_id=Digest.from_bytes(data))
+        self._eof = eof
+
+    def compressed(self):  # type: ignore[no-untyped-def]
+        data = bytearray(self.data)
+        data[0] ^= 0xFF
+        return _FailsAtEof(bytes(data), self._eof)
+
+
+def test_parallel_fill_stops_the_others_and_reports_the_real_failure(tmp_path: Path) -> None:
+    """Layer 0 is still downloading when layer 1 turns out corrupt: layer 0 must stop
+    at its next piece (not run to its end), and the corruption is what is raised."""
+    eof = threading.Event()
+    slow = _Slow(bytes(64 << 20), eof)
+    bad = _CorruptSignals(b"x" * 4096, eof)
+    img = image_from_layers([slow, bad])
+    with pytest.raises(DigestMismatch, match="layer"):
+        tarball.write(tmp_path / "x.tar", {"x:1": img}, jobs=2)
+    assert slow.stream.pieces < 64 * 1024  # stopped before its end
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_parallel_fill_of_a_short_layer_fails(tmp_path: Path) -> None:
+    class Short(BytesLayer):
+        def compressed(self):  # type: ignore[no-untyped-def]
+            return io.BytesIO(self.data[:-10])
+
+    good = random_image(2, 5000, seed=43)
+    layer = good.layers()[1]
+    assert isinstance(layer, BytesLayer)
+    short = Short(layer.data, layer.media_type(), diff_id=layer.diff_id())
+    img = image_from_layers([good.layers()[0], short])
+    with pytest.raises((SizeMismatch, TarballError)):
+        tarball.write(tmp_path / "s.tar", {"x:1": img}, jobs=3)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_prefetch_failure_is_reported_and_cleans_up(tmp_path: Path) -> None:
@@ -508,3 +594,17 @@ def test_layer_digest_does_not_depend_on_read_sizes(tmp_path: Path) -> None:
     p.write_bytes(raw)
     from_file = tarball.layer_from_file(p)
     assert whole.digest() == trickled.digest() == from_file.digest()
+
+
+def test_parallel_fill_under_windows_emulator(tmp_path: Path, windows_fs) -> None:  # type: ignore[no-untyped-def]
+    """Each fill opens its own handle on the temp archive while the writer's is open
+    (CPython shares read and write, not delete); the archive is then replaced into
+    place with every handle closed, also with a scanner holding new files."""
+    fs = windows_fs(tmp_path, rename_window=0.001, antivirus=0.3, seed=5)
+    img = random_image(6, 30_000, duplicate_empty_layers=2, seed=44)
+    out = tmp_path / "w.tar"
+    for _ in range(3):
+        tarball.write(out, {"x:1": img}, jobs=4)
+    fs.wait_idle()
+    assert tarball.image_from_path(out).digest() == img.digest()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.tar"]

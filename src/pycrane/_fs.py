@@ -53,6 +53,7 @@ __all__ = [
     "mkstemp",
     "open_append",
     "open_read",
+    "open_update",
     "publish",
     "read_bytes",
     "rename",
@@ -195,6 +196,11 @@ def open_read(path: str | os.PathLike[str]) -> BinaryIO:
 def open_append(path: str | os.PathLike[str]) -> BinaryIO:
     """Open (or create) a file to append to, retrying transient sharing violations."""
     return retry(lambda: open(path, "ab"))
+
+
+def open_update(path: str | os.PathLike[str]) -> BinaryIO:
+    """Open an existing file to write in place (positional writes), retrying sharing violations."""
+    return retry(lambda: open(path, "r+b"))
 
 
 def read_bytes(path: str | os.PathLike[str]) -> bytes:

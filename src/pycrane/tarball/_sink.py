@@ -4,6 +4,12 @@ Shared by the docker-save and legacy writers: members carry fixed metadata
 (mtime 0, root owner, no user names) so the same images give the same bytes.
 Blob members are streamed and verified: the digest is checked when the last
 byte has been copied, so a corrupt source fails the write.
+
+A file target can also take blob members out of order: :meth:`TarSink.reserve`
+writes a member's header and leaves room for its data (every size is known from
+the descriptors), and :meth:`TarSink.fill` writes that room from another thread
+through its own handle. Layers then download in parallel straight into the
+archive, with no spool copy, and the bytes equal those of the in-order writer.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import io
 import os
 import tarfile
+import threading
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, cast
@@ -21,7 +28,7 @@ from pycrane.errors import TarballError
 from pycrane.progress import NULL_PROGRESS, ProgressSink
 from pycrane.v1.digest import Digest, VerifyingReader, verifying
 
-__all__ = ["TarSink", "Target"]
+__all__ = ["Cancelled", "TarSink", "Target"]
 
 Target = str | os.PathLike[str] | BinaryIO
 
@@ -56,6 +63,10 @@ class _Exact(io.RawIOBase):
         if self._left == 0:
             self._raw.read(1)  # EOF: raises on a digest mismatch or overlong content
         return n
+
+
+class Cancelled(Exception):
+    """Another member failed: this fill stopped early (internal; the first error is raised)."""
 
 
 def _seekable(f: BinaryIO) -> bool:
@@ -132,6 +143,62 @@ class TarSink:
                 raise
         finally:
             checked.close()
+        self.progress.finish(digest)
+
+    @property
+    def positional(self) -> bool:
+        """Whether members can be reserved now and filled later (a file we own)."""
+        return self._owned
+
+    def reserve(self, name: str, size: int) -> int:
+        """Write a member's header and skip its (padded) data; returns the data's offset.
+
+        The room reads as zeros until :meth:`fill` writes it; the archive is not
+        published unless every reserved member was filled (the caller's job).
+        """
+        if not self._owned:
+            raise ValueError("reserve() needs a file target")
+        self.ensure_dirs(name)
+        tar = self._tar
+        header = self._info(name, size).tobuf(tarfile.PAX_FORMAT, tar.encoding, tar.errors)
+        self._fh.write(header)
+        start = tar.offset + len(header)
+        padded = -(-size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+        self._fh.seek(padded, os.SEEK_CUR)
+        # tarfile writes the next header and the end-of-archive blocks at its offset.
+        tar.offset = start + padded
+        return start
+
+    def fill(
+        self,
+        offset: int,
+        stream: BinaryIO,
+        digest: Digest,
+        size: int,
+        what: str,
+        stop: threading.Event | None = None,
+    ) -> None:
+        """Write a reserved member's data from ``stream``, verified; safe from any thread.
+
+        ``stop`` (set when another member failed) makes this give up at its next chunk.
+        """
+        assert self._tmp is not None
+        self.progress.start(digest, size, what)
+        checked = verifying(stream, digest, size, what)
+        try:
+            with _fs.open_update(self._tmp) as f:
+                f.seek(offset)
+                n = 0
+                while data := checked.read(CHUNK):
+                    if stop is not None and stop.is_set():
+                        raise Cancelled(what)
+                    f.write(data)
+                    n += len(data)
+                    self.progress.advance(digest, len(data))
+        finally:
+            checked.close()
+        if n != size or not checked.verified:
+            raise TarballError(f"{what}: source ended early: expected {size} bytes, got {n}")
         self.progress.finish(digest)
 
     def add_symlink(self, name: str, target: str) -> None:

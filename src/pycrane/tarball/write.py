@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, BinaryIO, TypeAlias
 
+from pycrane._concurrency import bounded_map
 from pycrane.errors import InvalidReference, ManifestError
 from pycrane.name import DigestRef, Reference, Tag, familiar, parse_reference
 from pycrane.progress import ProgressSink
 from pycrane.tarball._prefetch import Prefetcher
-from pycrane.tarball._sink import Target, TarSink
+from pycrane.tarball._sink import Cancelled, Target, TarSink
 from pycrane.v1 import mediatypes as mt
 from pycrane.v1.descriptor import ANNOTATION_REF_NAME
 from pycrane.v1.digest import Digest
@@ -82,9 +84,11 @@ def write(
     A path is written to a temp file next to it and moved into place only when
     complete and verified; a stream gets the bytes as they come. Each distinct blob
     is stored once, however many images or manifest entries share it. Layers are
-    streamed (memory stays bounded) and checked against their digests. With
-    ``jobs > 1`` the next ``jobs - 1`` layers are fetched concurrently into temp
-    files while the current one is written (worth it for registry sources).
+    streamed (memory stays bounded) and checked against their digests. For a path,
+    every member's header is written first and up to ``jobs`` layers are fetched at
+    once straight into their places in the file; for a stream, the next
+    ``jobs - 1`` layers are fetched into temp files while the current one is
+    written. Both give the same bytes.
     """
     entries = normalize_images(images)
     if not entries:
@@ -97,7 +101,12 @@ def write(
             if key not in distinct:
                 distinct[key] = len(order)
                 order.append(layer)
-    with TarSink(target, progress) as sink, Prefetcher(order, jobs) as ahead:
+    with (
+        TarSink(target, progress) as sink,
+        Prefetcher([] if sink.positional else order, jobs) as ahead,
+    ):
+        # (offset, layer) of members whose data is fetched after the skeleton is written
+        pending: list[tuple[int, Layer]] = []
         sink.add_bytes("oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
         written: set[Digest] = set()
         manifest_json: list[dict[str, Any]] = []
@@ -123,8 +132,13 @@ def write(
                 if d.digest in written:
                     sink.progress.finish(d.digest, skipped=True)
                     continue
-                stream = ahead.open(distinct[d.digest])
-                sink.add_stream(_blob_name(d.digest), stream, d.digest, d.size, f"layer {d.digest}")
+                if sink.positional:
+                    pending.append((sink.reserve(_blob_name(d.digest), d.size), layer))
+                else:
+                    stream = ahead.open(distinct[d.digest])
+                    sink.add_stream(
+                        _blob_name(d.digest), stream, d.digest, d.size, f"layer {d.digest}"
+                    )
                 written.add(d.digest)
             if m.digest not in written:
                 sink.add_bytes(_blob_name(m.digest), img.raw_manifest())
@@ -160,6 +174,31 @@ def write(
         sink.add_bytes("manifest.json", json.dumps(manifest_json).encode())
         if repositories:
             sink.add_bytes("repositories", json.dumps(repositories).encode())
+        _fill(sink, pending, jobs)
+
+
+def _fill(sink: TarSink, pending: list[tuple[int, Layer]], jobs: int) -> None:
+    """Fetch reserved layers, ``jobs`` at once, into their places; the first failure stops all."""
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def fill(item: tuple[int, Layer]) -> None:
+        offset, layer = item
+        d = layer.descriptor()
+        try:
+            sink.fill(offset, layer.compressed(), d.digest, d.size, f"layer {d.digest}", stop)
+        except Cancelled:
+            raise
+        except BaseException as e:
+            failures.append(e)
+            stop.set()
+            raise
+
+    try:
+        bounded_map(fill, pending, jobs)
+    except Cancelled:
+        # An earlier item stopped because a later one failed: report the cause.
+        raise failures[0] from None
 
 
 def _bytes_stream(data: bytes) -> BinaryIO:
