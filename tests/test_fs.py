@@ -167,3 +167,36 @@ def test_rmtree_and_unlink_missing_ok(tmp_path: Path) -> None:
     assert _fs.unlink(tmp_path / "nope") is False
     with pytest.raises(FileNotFoundError):
         _fs.unlink(tmp_path / "nope", missing_ok=False)
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fadvise"), reason="posix_fadvise is POSIX-only")
+def test_writeback_kicks_each_written_range_once(tmp_path: Path, monkeypatch) -> None:
+    """Writeback asks the kernel to start writing every range exactly once, in order,
+    never beyond what was written, and a store write through it stays intact."""
+    calls: list[tuple[int, int]] = []
+    real = os.posix_fadvise
+
+    def record(fd: int, offset: int, length: int, advice: int) -> None:
+        calls.append((offset, length))
+        real(fd, offset, length, advice)
+
+    monkeypatch.setattr(os, "posix_fadvise", record)
+    monkeypatch.setattr(_fs, "_FADV_DONTNEED", os.POSIX_FADV_DONTNEED)
+    step = _fs.WRITEBACK_STEP
+    piece = os.urandom(1 << 20)
+    start = 4096
+    with open(tmp_path / "f", "wb") as f:
+        f.write(b"\0" * start)
+        wb = _fs.Writeback(f, start)
+        written = start
+        for _ in range(3 * step // len(piece) + 3):
+            f.write(piece)
+            written += len(piece)
+            wb.wrote(len(piece))
+    assert len(calls) == 3
+    pos = start
+    for offset, length in calls:
+        assert offset == pos and length >= step
+        pos += length
+    assert pos <= written
+    assert (tmp_path / "f").stat().st_size == written

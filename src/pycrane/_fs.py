@@ -40,6 +40,8 @@ __all__ = [
     "IS_WINDOWS",
     "RETRY_BUDGET",
     "TRANSIENT_WINERRORS",
+    "WRITEBACK_STEP",
+    "Writeback",
     "atomic_write_bytes",
     "discard",
     "ensure_dir",
@@ -275,6 +277,42 @@ def mkstemp(
             os.close(fd)
             raise
     raise FileExistsError(errno.EEXIST, "could not create a unique temp file", str(directory))
+
+
+#: Bytes written between two :class:`Writeback` kicks.
+WRITEBACK_STEP = 8 << 20
+
+_FADV_DONTNEED = getattr(os, "POSIX_FADV_DONTNEED", None) if sys.platform == "linux" else None
+
+
+class Writeback:
+    """Start writing a big file's pages to the device while it is still being written.
+
+    A blob is fsynced when its last byte is in: without this, the device sees a
+    whole layer at that moment and the pull waits for it (0.3-0.5 s per GiB here,
+    with the CPU idle). On Linux, ``POSIX_FADV_DONTNEED`` on the range already
+    written queues its dirty pages for writeback without waiting (and drops the
+    clean ones), so by the time of the fsync most of the file is on the device.
+    Elsewhere it does nothing; the fsync alone keeps the file durable.
+    """
+
+    __slots__ = ("_done", "_fd", "_written")
+
+    def __init__(self, f: BinaryIO | int, start: int = 0) -> None:
+        self._fd = f if isinstance(f, int) else f.fileno()
+        self._done = start  # everything below this was kicked already
+        self._written = start
+
+    def wrote(self, n: int) -> None:
+        """Account for ``n`` more bytes written after the previous ones."""
+        self._written += n
+        if _FADV_DONTNEED is None or self._written - self._done < WRITEBACK_STEP:
+            return
+        try:
+            os.posix_fadvise(self._fd, self._done, self._written - self._done, _FADV_DONTNEED)
+        except OSError:
+            return
+        self._done = self._written
 
 
 def fsync_file(f: BinaryIO | int) -> None:

@@ -384,11 +384,14 @@ class BlobStore:
             with f:
                 if progress is not None and digest is not None:
                     progress.start(digest, size)
+                writeback = _fs.Writeback(f) if self.fsync else None
                 for chunk in _chunks(source):
                     h.update(chunk)
                     if size is not None and h.size > size:
                         raise SizeMismatch(what, size, h.size)
                     f.write(chunk)
+                    if writeback is not None:
+                        writeback.wrote(len(chunk))
                     if progress is not None and digest is not None:
                         progress.advance(digest, len(chunk))
                 if trusted:

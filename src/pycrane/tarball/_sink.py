@@ -188,11 +188,13 @@ class TarSink:
         try:
             with _fs.open_update(self._tmp) as f:
                 f.seek(offset)
+                writeback = _fs.Writeback(f, offset)
                 n = 0
                 while data := checked.read(CHUNK):
                     if stop is not None and stop.is_set():
                         raise Cancelled(what)
                     f.write(data)
+                    writeback.wrote(len(data))
                     n += len(data)
                     self.progress.advance(digest, len(data))
         finally:
