@@ -24,6 +24,7 @@ from pycrane.remote._transport import _environment_proxies
 #: Never needed just to start a registry command (rare paths import them in place).
 LAZY = (
     "filelock",  # only when a layout's index.json or an ingest is locked
+    "gzip",  # reproducible gzip of small payloads (empty layers)
     "pycrane.empty",
     "pycrane.mutate",
     "pycrane.random",

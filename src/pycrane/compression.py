@@ -8,7 +8,6 @@ Compressed output is reproducible: gzip headers carry no name and mtime 0.
 
 from __future__ import annotations
 
-import gzip
 import io
 import zlib
 from collections.abc import Iterator
@@ -463,4 +462,6 @@ class IterReader(io.RawIOBase):
 
 def gzip_bytes(data: bytes) -> bytes:
     """Reproducible gzip of a small in-memory payload."""
+    import gzip  # only the empty-layer builders use it; not worth its import at start-up
+
     return gzip.compress(data, compresslevel=6, mtime=0)
