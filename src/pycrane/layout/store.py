@@ -537,6 +537,7 @@ class BlobWriter:
         if ref is None:
             self._dir = None
             self._f, self._data = store._mkstemp("w.")
+            self._writeback = _fs.Writeback(self._f) if store.fsync else None
             return
         store._ensure(store.ingest_dir)
         safe = _safe_ref(ref)
@@ -567,6 +568,7 @@ class BlobWriter:
             self._f = _fs.open_append(self._data)
             if self._f.tell() != self._hasher.size:  # pragma: no cover - concurrent foreign writer
                 raise StoreError(f"ingest {ref!r}: {self._data} changed while it was reopened")
+            self._writeback = _fs.Writeback(self._f, self._hasher.size) if store.fsync else None
         except BaseException:
             self._lock.release()
             raise
@@ -581,6 +583,8 @@ class BlobWriter:
             raise StoreError(f"ingest {self.ref!r}: already committed or aborted")
         self._f.write(data)
         self._hasher.update(data)
+        if self._writeback is not None:
+            self._writeback.wrote(len(data))
         return len(data)
 
     def digest(self) -> Digest:
