@@ -113,29 +113,38 @@ def test_import_pycrane_leaves_builders_and_codecs_alone(tmp_path: Path) -> None
 
 
 @pytest.mark.distribution
-def test_real_pull_and_digest_import_only_what_they_use(tmp_path: Path, distribution: Any) -> None:
+def test_real_commands_import_only_what_they_use(tmp_path: Path, distribution: Any) -> None:
     from pycrane.layout import Layout
     from pycrane.random import random_image
     from pycrane.remote import Client
 
     ref = f"{distribution.host}/startup/img:v"
+    pushed = f"{distribution.host}/startup/pushed:v"
     img = random_image(3, 256, seed=7101)
     with Client() as client:
         client.write_image(ref, img)
+    src = tmp_path / "src"
+    Layout.open_or_create(src).append_image(img)
     dest = tmp_path / "layout"
     code = (
         "from pycrane.cli import main\n"
         f"assert main(['digest', {ref!r}]) == 0\n"
         "dump('digest')\n"
+        f"assert main(['push', {str(src)!r}, {pushed!r}]) == 0\n"
+        "dump('push')\n"
         f"assert main(['pull', '--format', 'oci', {ref!r}, {str(dest)!r}]) == 0\n"
         "dump('pull')\n"
     )
     seen = _modules_after(tmp_path, code)
-    # The pull happened (and took the layout's lock: the one lazy import it needs).
-    entries = Layout.open(dest).index().manifests
-    assert [d.digest for d in entries] == [img.digest()]
+    # The push and the pull happened; the pull took the layout's lock (the one lazy
+    # import it needs), the push only read a layout and so never loaded filelock.
+    with Client() as client:
+        assert client.get(pushed).raw == img.raw_manifest()
+    assert [d.digest for d in Layout.open(dest).index().manifests] == [img.digest()]
+    assert "pycrane.layout" in seen["push"]
     assert "filelock" in seen["pull"]
     assert sorted(seen["digest"] & {*LAZY, "pycrane.layout"}) == []
+    assert sorted(seen["push"] & set(LAZY)) == []
     assert sorted(seen["pull"] & (set(LAZY) - {"filelock"})) == []
 
 
