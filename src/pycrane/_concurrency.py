@@ -6,8 +6,9 @@ the bound keeps connections, open files and memory in check.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import TypeVar
 
 __all__ = ["bounded_map"]
@@ -16,22 +17,51 @@ _T = TypeVar("_T")
 _R = TypeVar("_R")
 
 
-def bounded_map(fn: Callable[[_T], _R], items: Iterable[_T], jobs: int) -> list[_R]:
+def bounded_map(
+    fn: Callable[[_T], _R],
+    items: Iterable[_T],
+    jobs: int,
+    *,
+    stop: threading.Event | None = None,
+) -> list[_R]:
     """``fn`` over ``items`` on at most ``jobs`` threads; results in item order.
 
-    The first failure (in item order) is raised once the calls already running have
-    finished; calls not yet started are cancelled, so one failed transfer does not
-    wait for every other one to be fetched first. With ``jobs <= 1`` or a single
-    item everything runs in the calling thread.
+    As soon as a call fails (or the caller is interrupted while waiting), calls not
+    yet started are cancelled and ``stop``, when given, is set, so calls that watch
+    it can give up at their next chunk instead of finishing a long transfer; the
+    calls already running are then waited for, and the first failure (in time: the
+    cause, not a call that stopped because of it) is raised. With ``jobs <= 1`` or
+    a single item everything runs in the calling thread.
     """
     seq = list(items)
     if jobs <= 1 or len(seq) <= 1:
         return [fn(x) for x in seq]
+    failures: list[Future[_R]] = []
+    lock = threading.Lock()
+
+    def note(f: Future[_R]) -> None:
+        if not f.cancelled() and f.exception() is not None:
+            with lock:
+                failures.append(f)
+
     with ThreadPoolExecutor(max_workers=min(jobs, len(seq))) as pool:
         futures = [pool.submit(fn, x) for x in seq]
+        for f in futures:
+            f.add_done_callback(note)
         try:
-            return [f.result() for f in futures]
+            wait(futures, return_when=FIRST_EXCEPTION)
         except BaseException:
-            for f in futures:
-                f.cancel()
+            _give_up(futures, stop)
             raise
+        if failures:
+            _give_up(futures, stop)
+    if failures:
+        failures[0].result()  # raises the cause
+    return [f.result() for f in futures]
+
+
+def _give_up(futures: list[Future[_R]], stop: threading.Event | None) -> None:
+    if stop is not None:
+        stop.set()
+    for f in futures:
+        f.cancel()

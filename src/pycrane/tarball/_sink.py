@@ -66,7 +66,7 @@ class _Exact(io.RawIOBase):
 
 
 class Cancelled(Exception):
-    """Another member failed: this fill stopped early (internal; the first error is raised)."""
+    """Another member failed and set ``stop``: this fill gave up (the cause is what is raised)."""
 
 
 def _seekable(f: BinaryIO) -> bool:

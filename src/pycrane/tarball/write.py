@@ -21,7 +21,7 @@ from pycrane.errors import InvalidReference, ManifestError
 from pycrane.name import DigestRef, Reference, Tag, familiar, parse_reference
 from pycrane.progress import ProgressSink
 from pycrane.tarball._prefetch import Prefetcher
-from pycrane.tarball._sink import Cancelled, Target, TarSink
+from pycrane.tarball._sink import Target, TarSink
 from pycrane.v1 import mediatypes as mt
 from pycrane.v1.descriptor import ANNOTATION_REF_NAME
 from pycrane.v1.digest import Digest
@@ -180,25 +180,13 @@ def write(
 def _fill(sink: TarSink, pending: list[tuple[int, Layer]], jobs: int) -> None:
     """Fetch reserved layers, ``jobs`` at once, into their places; the first failure stops all."""
     stop = threading.Event()
-    failures: list[BaseException] = []
 
     def fill(item: tuple[int, Layer]) -> None:
         offset, layer = item
         d = layer.descriptor()
-        try:
-            sink.fill(offset, layer.compressed(), d.digest, d.size, f"layer {d.digest}", stop)
-        except Cancelled:
-            raise
-        except BaseException as e:
-            failures.append(e)
-            stop.set()
-            raise
+        sink.fill(offset, layer.compressed(), d.digest, d.size, f"layer {d.digest}", stop)
 
-    try:
-        bounded_map(fill, pending, jobs)
-    except Cancelled:
-        # An earlier item stopped because a later one failed: report the cause.
-        raise failures[0] from None
+    bounded_map(fill, pending, jobs, stop=stop)
 
 
 def _bytes_stream(data: bytes) -> BinaryIO:
