@@ -35,6 +35,13 @@ _HOP = frozenset(
 )
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """Dropped and reset connections are what this proxy is for: do not print them."""
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass
+
+
 @dataclass
 class Fault:
     """One fault: ``kind`` applies to the next ``count`` requests matching ``method``/``match``.
@@ -164,7 +171,7 @@ class FaultProxy:
 
             do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _any
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", self.listen_port), Handler)
+        self._httpd = _QuietServer(("127.0.0.1", self.listen_port), Handler)
         self._httpd.daemon_threads = True
         threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -213,7 +220,7 @@ class FaultProxy:
                         self.end_headers()
                         self.wfile.write(data[start:])
 
-                self._storage = ThreadingHTTPServer(("127.0.0.1", 0), Storage)
+                self._storage = _QuietServer(("127.0.0.1", 0), Storage)
                 self._storage.daemon_threads = True
                 threading.Thread(
                     target=self._storage.serve_forever,
