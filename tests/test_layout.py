@@ -359,3 +359,59 @@ def test_bad_paths_and_a_torn_index_json_give_one_line_errors(tmp_path: Path) ->
         lay.append_image(random_image(1, 10, seed=2), ref_name="u")
     (problem,) = lay.validate()
     assert "index.json" in problem
+
+
+def test_a_failed_blob_stops_the_other_downloads_and_is_what_is_raised(tmp_path: Path) -> None:
+    """Layer 0 is a long download still running when layer 1 turns out corrupt: layer 0
+    gives up at its next chunk instead of running to its end, the corruption is raised,
+    and nothing of either is left in the layout."""
+    import io
+    import time
+
+    from pycrane.random import image_from_layers
+    from pycrane.v1.image import BytesLayer
+
+    failed = threading.Event()
+
+    class Endless(io.RawIOBase):
+        pieces = 0
+
+        def readable(self) -> bool:
+            return True
+
+        def read(self, n: int = -1) -> bytes:  # type: ignore[override]
+            failed.wait(10)
+            time.sleep(0.001)
+            Endless.pieces += 1
+            return b"\0" * 1024
+
+    class Slow(BytesLayer):
+        def compressed(self):  # type: ignore[no-untyped-def]
+            return Endless()
+
+    class Corrupt(BytesLayer):
+        def compressed(self):  # type: ignore[no-untyped-def]
+            class Once(io.BytesIO):
+                def read(self, n: int | None = -1) -> bytes:
+                    data = super().read(n)
+                    if not data:
+                        failed.set()
+                    return data
+
+            return Once(b"y" + self.data[1:])
+
+    big = bytes(64 << 20)
+    small = b"x" * 4096
+    img = image_from_layers(
+        [
+            Slow(big, mt.OCI_LAYER, diff_id=Digest.from_bytes(big)),
+            Corrupt(small, mt.OCI_LAYER, diff_id=Digest.from_bytes(small)),
+        ]
+    )
+    lay = Layout.create(tmp_path / "l")
+    with pytest.raises(DigestMismatch):
+        lay.append_image(img, ref_name="t", jobs=2)
+    assert Endless.pieces < 64 * 1024  # stopped before its end
+    assert lay.validate() == []
+    assert not (tmp_path / "l" / "blobs" / "sha256" / Digest.from_bytes(big).hex).exists()
+    assert [p for p in (tmp_path / "l" / "ingest").rglob("*") if p.is_file()] == []

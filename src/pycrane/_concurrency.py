@@ -11,10 +11,14 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import TypeVar
 
-__all__ = ["bounded_map"]
+__all__ = ["Stopped", "bounded_map"]
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")
+
+
+class Stopped(Exception):
+    """A call gave up because ``stop`` was set (another call failed; that one is raised)."""
 
 
 def bounded_map(

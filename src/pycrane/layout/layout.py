@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -353,6 +354,7 @@ class Layout:
         a manifest is published only after everything it points at.
         """
         self._sweep_once()
+        stop = threading.Event()  # set by bounded_map when a blob fails: the others give up
 
         def write_one(desc: Descriptor, source: Layer | Callable[[], bytes]) -> None:
             if not isinstance(source, Layer):
@@ -362,14 +364,18 @@ class Layout:
                 # Foreign layers are fetched from their URLs, not stored (like ggcr).
                 with contextlib.suppress(NotFoundError):
                     self.store.put_from(
-                        source.compressed, digest=desc.digest, size=desc.size, progress=progress
+                        source.compressed,
+                        digest=desc.digest,
+                        size=desc.size,
+                        progress=progress,
+                        stop=stop,
                     )
                 return
             self.store.put_from(
-                source.compressed, digest=desc.digest, size=desc.size, progress=progress
+                source.compressed, digest=desc.digest, size=desc.size, progress=progress, stop=stop
             )
 
-        bounded_map(lambda item: write_one(*item), plan.blobs.values(), jobs)
+        bounded_map(lambda item: write_one(*item), plan.blobs.values(), jobs, stop=stop)
         for raw, desc in plan.manifests:
             self.store.put(raw, digest=desc.digest, size=desc.size)
         blobs = [(d.digest, d.size) for d, _ in plan.blobs.values() if self._stored(d)]

@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, BinaryIO
 
 from pycrane import _fs
+from pycrane._concurrency import Stopped
 from pycrane.compression import CHUNK
 from pycrane.errors import (
     DigestMismatch,
@@ -261,15 +262,17 @@ class BlobStore:
         digest: Digest,
         size: int | None = None,
         progress: ProgressSink | None = None,
+        stop: threading.Event | None = None,
     ) -> tuple[Digest, int]:
         """Like :meth:`put`, but the source is opened only if the blob must be written.
 
         For lazy layers (a registry GET, a tarball member) whose opening costs I/O.
-        A stream the opener returns is closed afterwards.
+        A stream the opener returns is closed afterwards. Once ``stop`` is set (another
+        transfer of the same job failed), the write gives up at its next chunk.
         """
         if size is not None and size < 0:
             size = None
-        return self._put_digest(opener, Digest.parse(digest), size, progress, True)
+        return self._put_digest(opener, Digest.parse(digest), size, progress, True, stop)
 
     def _put_digest(
         self,
@@ -278,9 +281,10 @@ class BlobStore:
         size: int | None,
         progress: ProgressSink | None,
         close: bool,
+        stop: threading.Event | None = None,
     ) -> tuple[Digest, int]:
         if not self._single_flight:
-            return self._put_known(opener, digest, size, progress, close)
+            return self._put_known(opener, digest, size, progress, close, stop)
         key = (self._key, digest)
         while True:
             with _flights_lock:
@@ -300,7 +304,7 @@ class BlobStore:
                     return got
                 continue  # the first writer failed: try with our own source
             try:
-                result = self._put_known(opener, digest, size, progress, close)
+                result = self._put_known(opener, digest, size, progress, close, stop)
                 flight.result = result
                 return result
             finally:
@@ -315,6 +319,7 @@ class BlobStore:
         size: int | None,
         progress: ProgressSink | None,
         close: bool,
+        stop: threading.Event | None = None,
     ) -> tuple[Digest, int]:
         have = self._trusted_size(digest, size)
         if have is not None:
@@ -324,7 +329,7 @@ class BlobStore:
             return digest, have
         source = opener()
         try:
-            return self._write(source, digest, size, progress)
+            return self._write(source, digest, size, progress, stop)
         finally:
             closer = getattr(source, "close", None)
             if close and closer is not None:
@@ -371,6 +376,7 @@ class BlobStore:
         digest: Digest | None,
         size: int | None,
         progress: ProgressSink | None,
+        stop: threading.Event | None = None,
     ) -> tuple[Digest, int]:
         what = f"blob {digest}" if digest is not None else "blob"
         algorithm = digest.algorithm if digest is not None else "sha256"
@@ -386,6 +392,8 @@ class BlobStore:
                     progress.start(digest, size)
                 writeback = _fs.Writeback(f) if self.fsync else None
                 for chunk in _chunks(source):
+                    if stop is not None and stop.is_set():
+                        raise Stopped(what)
                     h.update(chunk)
                     if size is not None and h.size > size:
                         raise SizeMismatch(what, size, h.size)

@@ -23,12 +23,13 @@ from types import TracebackType
 from typing import Any, BinaryIO, cast
 
 from pycrane import _fs
+from pycrane._concurrency import Stopped
 from pycrane.compression import CHUNK
 from pycrane.errors import TarballError
 from pycrane.progress import NULL_PROGRESS, ProgressSink
 from pycrane.v1.digest import Digest, VerifyingReader, verifying
 
-__all__ = ["Cancelled", "TarSink", "Target"]
+__all__ = ["TarSink", "Target"]
 
 Target = str | os.PathLike[str] | BinaryIO
 
@@ -63,10 +64,6 @@ class _Exact(io.RawIOBase):
         if self._left == 0:
             self._raw.read(1)  # EOF: raises on a digest mismatch or overlong content
         return n
-
-
-class Cancelled(Exception):
-    """Another member failed and set ``stop``: this fill gave up (the cause is what is raised)."""
 
 
 def _seekable(f: BinaryIO) -> bool:
@@ -192,7 +189,7 @@ class TarSink:
                 n = 0
                 while data := checked.read(CHUNK):
                     if stop is not None and stop.is_set():
-                        raise Cancelled(what)
+                        raise Stopped(what)
                     f.write(data)
                     writeback.wrote(len(data))
                     n += len(data)
