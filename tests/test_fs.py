@@ -200,3 +200,23 @@ def test_writeback_kicks_each_written_range_once(tmp_path: Path, monkeypatch) ->
         pos += length
     assert pos <= written
     assert (tmp_path / "f").stat().st_size == written
+
+
+def test_write_all_slices_big_writes_and_keeps_every_byte(tmp_path: Path) -> None:
+    sizes: list[int] = []
+
+    class Recording:
+        def __init__(self, f) -> None:  # type: ignore[no-untyped-def]
+            self.f = f
+
+        def write(self, b) -> int:  # type: ignore[no-untyped-def]
+            sizes.append(len(b))
+            return int(self.f.write(b))
+
+    data = os.urandom(3 * _fs.WRITE_SLICE + 12345)
+    with open(tmp_path / "f", "wb") as f:
+        _fs.write_all(Recording(f), data)  # type: ignore[arg-type]
+        _fs.write_all(Recording(f), bytearray(b"tail"))  # type: ignore[arg-type]
+    assert (tmp_path / "f").read_bytes() == data + b"tail"
+    assert max(sizes) <= _fs.WRITE_SLICE and sizes[-1] == 4
+    assert len(sizes) == 5

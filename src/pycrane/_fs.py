@@ -41,6 +41,7 @@ __all__ = [
     "RETRY_BUDGET",
     "TRANSIENT_WINERRORS",
     "WRITEBACK_STEP",
+    "WRITE_SLICE",
     "Writeback",
     "atomic_write_bytes",
     "discard",
@@ -67,6 +68,7 @@ __all__ = [
     "stats",
     "unlink",
     "walk_files",
+    "write_all",
 ]
 
 _T = TypeVar("_T")
@@ -277,6 +279,25 @@ def mkstemp(
             os.close(fd)
             raise
     raise FileExistsError(errno.EEXIST, "could not create a unique temp file", str(directory))
+
+
+#: The largest single write to a file. With 1 MiB writes the kernel allocates large
+#: page-cache folios, and on a VM whose free memory the host has taken back each such
+#: allocation costs several times more: 1.7-3.0 s of system time per GiB written in
+#: 1 MiB writes against 0.3-0.6 s in 128 KiB writes (same data and file system,
+#: alternating runs). Reads stay at 1 MiB; only the writes are sliced.
+WRITE_SLICE = 128 << 10
+
+
+def write_all(f: BinaryIO, data: bytes | bytearray | memoryview) -> None:
+    """Write ``data`` to ``f`` in slices of at most :data:`WRITE_SLICE` bytes."""
+    n = len(data)
+    if n <= WRITE_SLICE:
+        f.write(data)
+        return
+    view = memoryview(data).cast("B")
+    for i in range(0, n, WRITE_SLICE):
+        f.write(view[i : i + WRITE_SLICE])
 
 
 #: Bytes written between two :class:`Writeback` kicks.

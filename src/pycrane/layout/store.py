@@ -397,7 +397,7 @@ class BlobStore:
                     h.update(chunk)
                     if size is not None and h.size > size:
                         raise SizeMismatch(what, size, h.size)
-                    f.write(chunk)
+                    _fs.write_all(f, chunk)
                     if writeback is not None:
                         writeback.wrote(len(chunk))
                     if progress is not None and digest is not None:
@@ -589,7 +589,7 @@ class BlobWriter:
     def write(self, data: bytes | bytearray | memoryview) -> int:
         if self._done:
             raise StoreError(f"ingest {self.ref!r}: already committed or aborted")
-        self._f.write(data)
+        _fs.write_all(self._f, data)
         self._hasher.update(data)
         if self._writeback is not None:
             self._writeback.wrote(len(data))

@@ -16,6 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
 from typing import BinaryIO, cast
 
+from pycrane import _fs
 from pycrane.compression import CHUNK
 from pycrane.v1.digest import PreverifiedReader, verifying
 from pycrane.v1.image import Layer
@@ -36,7 +37,7 @@ def _spool(layer: Layer, stop: threading.Event) -> BinaryIO:
             while chunk := r.read(CHUNK):
                 if stop.is_set():
                     raise _Stopped
-                fh.write(chunk)
+                _fs.write_all(fh, chunk)
         fh.seek(0)
         # Verified on the way in, and the anonymous spool is ours alone: do not hash again.
         return PreverifiedReader(fh, d.digest, d.size, what)  # type: ignore[return-value]

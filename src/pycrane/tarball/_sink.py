@@ -96,7 +96,8 @@ class TarSink:
         self._tar = tarfile.open(  # noqa: SIM115
             fileobj=cast(Any, self._fh), mode="w" if seekable else "w|", format=tarfile.PAX_FORMAT
         )
-        self._tar.copybufsize = CHUNK  # type: ignore[attr-defined]
+        # tarfile copies members in pieces of this size (reads and writes alike).
+        self._tar.copybufsize = _fs.WRITE_SLICE  # type: ignore[attr-defined]
         self._dirs: set[str] = set()
 
     def _info(self, name: str, size: int = 0, *, directory: bool = False) -> tarfile.TarInfo:
@@ -190,7 +191,7 @@ class TarSink:
                 while data := checked.read(CHUNK):
                     if stop is not None and stop.is_set():
                         raise Stopped(what)
-                    f.write(data)
+                    _fs.write_all(f, data)
                     writeback.wrote(len(data))
                     n += len(data)
                     self.progress.advance(digest, len(data))

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
+from pycrane import _fs
 from pycrane import compression as comp
 from pycrane._concurrency import bounded_map
 from pycrane.compression import CHUNK
@@ -532,7 +533,7 @@ def _spool(reader: BinaryIO, p: Path) -> BinaryIO:
     tmp = cast(BinaryIO, tempfile.TemporaryFile())  # noqa: SIM115
     try:
         while chunk := reader.read(CHUNK):
-            tmp.write(chunk)
+            _fs.write_all(tmp, chunk)
     except (OSError, EOFError, ValueError) as e:
         tmp.close()
         raise TarballError(f"tarball {p}: cannot decompress it ({e})") from None
