@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -457,18 +458,48 @@ def test_failed_mount_falls_back_to_upload(proxy: FaultProxy) -> None:
     assert [e.method for e in proxy.log if "/blobs/uploads/" in e.path] == ["POST"]
 
 
+def _chunked_push(proxy: FaultProxy, kind: str, skip: int) -> tuple[str, bytes, Digest]:
+    data = random.Random(83 + skip).randbytes(300_000)
+    repo = f"{proxy.host}/faults/chunkresume{next(_n)}"
+    proxy.add(Fault(kind, status=503, method="PATCH", skip=skip))
+    desc = Client(retry=FAST, chunk_size=64 * 1024).write_blob(repo, data)
+    return repo, data, desc.digest
+
+
 @pytest.mark.parametrize("kind", ["reset", "status"])
 def test_chunked_upload_resumes_where_the_registry_stopped(proxy: FaultProxy, kind: str) -> None:
-    img = random_image(1, 300_000, seed=83)
-    ref = f"{proxy.host}/faults/chunkresume{next(_n)}:v"
-    # Let two chunks through, then fail the third PATCH once.
-    proxy.add(Fault(kind, status=503, method="PATCH", skip=2))
-    Client(retry=FAST, chunk_size=64 * 1024).write_image(ref, img)
-    posts = proxy.requests("POST", r"/blobs/uploads/")
-    assert len(posts) == 2  # config and layer: the failed chunk did not restart the upload
+    # Two chunks go through, the third PATCH fails once.
+    repo, data, digest = _chunked_push(proxy, kind, skip=2)
+    assert len(proxy.requests("POST", r"/blobs/uploads/")) == 1  # not started over
     assert proxy.requests("GET", r"/blobs/uploads/")  # the upload status was asked for
     proxy.clear()
-    assert pull_all(Client(retry=FAST), ref) == expected_layers(img)
+    with Client(retry=FAST).blob(repo, digest) as r:
+        assert r.read() == data
+
+
+@pytest.mark.parametrize("kind", ["reset", "status"])
+def test_chunked_upload_failing_its_first_chunk_starts_a_fresh_session(
+    proxy: FaultProxy, kind: str
+) -> None:
+    # An empty session reports "Range: 0-0", which also means one byte: resuming at
+    # byte 1 made distribution append the rest and refuse the digest.
+    repo, data, digest = _chunked_push(proxy, kind, skip=0)
+    assert len(proxy.requests("POST", r"/blobs/uploads/")) == 2
+    proxy.clear()
+    with Client(retry=FAST).blob(repo, digest) as r:
+        assert r.read() == data
+
+
+def test_chunked_upload_resumed_at_a_wrong_offset_starts_over(proxy: FaultProxy) -> None:
+    # Without a Range in the status answer the client resends from byte 0; distribution
+    # 2.8 appends a PATCH whatever its Content-Range says, so the digest fails at PUT
+    # and only a fresh session can repair the upload.
+    proxy.add(Fault("strip_header", method="GET", match=r"/blobs/uploads/", header=("Range", "")))
+    repo, data, digest = _chunked_push(proxy, "reset", skip=2)
+    assert len(proxy.requests("POST", r"/blobs/uploads/")) == 2
+    proxy.clear()
+    with Client(retry=FAST).blob(repo, digest) as r:
+        assert r.read() == data
 
 
 def test_referrers_api_pages_are_followed(request: pytest.FixtureRequest) -> None:

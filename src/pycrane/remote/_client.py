@@ -781,6 +781,7 @@ class Client:
         offset = 0  # bytes the registry has acknowledged
         pending = b""  # bytes read from the source, not yet acknowledged
         resumes = max(0, self.transport.retry.attempts - 1)
+        resumed = False
         src = blob.opener()
         try:
             while True:
@@ -815,7 +816,18 @@ class Client:
                     time.sleep(self.transport.retry.delay(0))
                     # Ask the registry how much it kept, and carry on from there.
                     location, acked = self._upload_status(repo, scopes, what, location)
+                    if acked is None:
+                        if offset > 1:
+                            raise TransportError(
+                                f"{what}: upload status says at most 1 byte after {offset}"
+                                " were acknowledged"
+                            ) from e
+                        if offset == 0:
+                            # "0-0" is both empty and one byte: a fresh session is unambiguous.
+                            location = self._start_upload(repo, scopes, what)
+                        acked = offset
                     log.debug("%s: chunk failed (%s); resuming at byte %d", what, e, acked)
+                    resumed = True
                     if offset <= acked <= end + 1:
                         pending = pending[acked - offset :]
                     else:
@@ -834,21 +846,32 @@ class Client:
             src.close()
         if desc.size >= 0 and offset != desc.size:
             raise SizeMismatch(what, desc.size, offset)
-        self._request(
-            "PUT",
-            repo.registry,
-            _with_digest(location, desc.digest),
-            scopes=scopes,
-            what=what,
-            expected=(201, 204),
-            headers={"Content-Length": "0"},
-            body=b"",
-        )
+        try:
+            self._request(
+                "PUT",
+                repo.registry,
+                _with_digest(location, desc.digest),
+                scopes=scopes,
+                what=what,
+                expected=(201, 204),
+                headers={"Content-Length": "0"},
+                body=b"",
+            )
+        except RegistryError as e:
+            if resumed and "DIGEST_INVALID" in e.codes:
+                # Some registries append a PATCH wherever it says it starts: if the
+                # resume point was wrong, only a fresh upload can repair it.
+                raise TransportError(f"{what}: resumed upload did not verify ({e})") from e
+            raise
 
     def _upload_status(
         self, repo: Repository, scopes: list[str], what: str, location: str
-    ) -> tuple[str, int]:
-        """GET an upload session: its (possibly new) URL and how many bytes it holds."""
+    ) -> tuple[str, int | None]:
+        """GET an upload session: its (possibly new) URL and how many bytes it holds.
+
+        ``None`` when the answer is ``0-0``: distribution and most registries say that
+        of an empty session, and it is also the inclusive range of a single byte.
+        """
         resp = self._request(
             "GET", repo.registry, location, scopes=scopes, what=what, expected=(204,)
         )
@@ -861,6 +884,8 @@ class Client:
             acked = int(last) + 1 if first.strip() == "0" and last.strip() else 0
         except ValueError:
             acked = 0
+        if acked == 1:
+            return loc, None
         return loc, max(acked, 0)
 
     def put_manifest(
