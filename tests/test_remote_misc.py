@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -81,6 +82,27 @@ def test_no_proxy_bypasses(forward_proxy: FaultProxy, monkeypatch: pytest.Monkey
     with pytest.raises(TransportError):
         Client(insecure=True, retry=FAST).get("registry.invalid:5000/proxied/img:v")
     assert forward_proxy.log == []
+
+
+@pytest.mark.parametrize(
+    ("err", "tries"), [(socket.EAI_NONAME, 1), (socket.EAI_AGAIN, 3)], ids=["unknown", "again"]
+)
+def test_a_host_that_does_not_exist_fails_at_once(
+    err: int, tries: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[str] = []
+    real = socket.getaddrinfo
+
+    def resolve(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "nowhere.invalid":
+            asked.append(host)
+            raise socket.gaierror(err, "resolver says no")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    with pytest.raises(TransportError, match=r"nowhere\.invalid"):
+        Client(retry=RetryPolicy(attempts=3, backoff=0.01)).get("nowhere.invalid/x:1")
+    assert len(asked) == tries
 
 
 def test_module_functions_mirror_crane(registry_server: Any) -> None:

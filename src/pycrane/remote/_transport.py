@@ -15,6 +15,7 @@ import ipaddress
 import logging
 import os
 import random
+import socket
 import time
 import urllib.parse
 import warnings
@@ -449,6 +450,11 @@ def _retryable(e: _Urllib3Error) -> bool:
 
     if isinstance(e, x.SSLError):
         return False  # a certificate problem does not go away by retrying
+    if isinstance(e, x.NameResolutionError):
+        # "Name or service not known" is an answer, not an outage: only a resolver
+        # that could not answer (EAI_AGAIN) is worth asking again.
+        cause = getattr(e, "_reason", None) or e.__context__
+        return isinstance(cause, socket.gaierror) and cause.errno == socket.EAI_AGAIN
     return isinstance(
         e,
         (
