@@ -490,13 +490,21 @@ def test_chunked_upload_failing_its_first_chunk_starts_a_fresh_session(
         assert r.read() == data
 
 
-def test_chunked_upload_resumed_at_a_wrong_offset_starts_over(proxy: FaultProxy) -> None:
-    # Without a Range in the status answer the client resends from byte 0; distribution
-    # 2.8 appends a PATCH whatever its Content-Range says, so the digest fails at PUT
-    # and only a fresh session can repair the upload.
-    proxy.add(Fault("strip_header", method="GET", match=r"/blobs/uploads/", header=("Range", "")))
+@pytest.mark.parametrize("status_range", [None, "0-132071"], ids=["no-range", "wrong-range"])
+def test_chunked_upload_with_an_untrustworthy_status_starts_over(
+    proxy: FaultProxy, status_range: str | None
+) -> None:
+    # The third chunk (from byte 131072) never reaches the registry. Without a Range
+    # in the status answer the client starts a fresh session; with a Range that claims
+    # 1000 bytes of that chunk, distribution 2.8 appends the rest wherever its
+    # Content-Range says it starts, the PUT fails DIGEST_INVALID, and the client
+    # uploads again from scratch.
+    uploads = r"/blobs/uploads/"
+    proxy.add(Fault("strip_header", method="GET", match=uploads, header=("Range", "")))
+    if status_range:
+        proxy.add(Fault("add_header", method="GET", match=uploads, header=("Range", status_range)))
     repo, data, digest = _chunked_push(proxy, "reset", skip=2)
-    assert len(proxy.requests("POST", r"/blobs/uploads/")) == 2
+    assert len(proxy.requests("POST", uploads)) == 2
     proxy.clear()
     with Client(retry=FAST).blob(repo, digest) as r:
         assert r.read() == data

@@ -816,26 +816,20 @@ class Client:
                     time.sleep(self.transport.retry.delay(0))
                     # Ask the registry how much it kept, and carry on from there.
                     location, acked = self._upload_status(repo, scopes, what, location)
-                    if acked is None:
-                        if offset > 1:
-                            raise TransportError(
-                                f"{what}: upload status says at most 1 byte after {offset}"
-                                " were acknowledged"
-                            ) from e
-                        if offset == 0:
-                            # "0-0" is both empty and one byte: a fresh session is unambiguous.
-                            location = self._start_upload(repo, scopes, what)
-                        acked = offset
-                    log.debug("%s: chunk failed (%s); resuming at byte %d", what, e, acked)
-                    resumed = True
-                    if offset <= acked <= end + 1:
+                    if acked is not None and offset <= acked <= end + 1:
                         pending = pending[acked - offset :]
                     else:
-                        src.close()
-                        src = blob.opener()
-                        if _skip(src, acked) != acked:
-                            raise SizeMismatch(what, desc.size, acked) from None
-                        pending = b""
+                        # Unknown, or not what was acknowledged: a fresh session is the
+                        # only start that does not depend on the registry's Range.
+                        location = self._start_upload(repo, scopes, what)
+                        if offset:
+                            src.close()
+                            src = blob.opener()
+                            pending = b""
+                            progress.advance(desc.digest, -offset)  # to be sent again
+                        acked = 0
+                    log.debug("%s: chunk failed (%s); resuming at byte %d", what, e, acked)
+                    resumed = True
                     offset = acked
                     continue
                 location = urllib.parse.urljoin(resp.url, resp.header("Location") or location)
@@ -869,8 +863,9 @@ class Client:
     ) -> tuple[str, int | None]:
         """GET an upload session: its (possibly new) URL and how many bytes it holds.
 
-        ``None`` when the answer is ``0-0``: distribution and most registries say that
-        of an empty session, and it is also the inclusive range of a single byte.
+        ``None`` when that is unknown: no usable ``Range``, or ``0-0``, which
+        distribution and most registries say of an empty session and which is also
+        the inclusive range of a single byte.
         """
         resp = self._request(
             "GET", repo.registry, location, scopes=scopes, what=what, expected=(204,)
@@ -880,13 +875,9 @@ class Client:
         if rng.lower().startswith("bytes="):
             rng = rng[6:]
         first, _, last = rng.partition("-")
-        try:
-            acked = int(last) + 1 if first.strip() == "0" and last.strip() else 0
-        except ValueError:
-            acked = 0
-        if acked == 1:
+        if first.strip() != "0" or not last.strip().isdigit() or int(last) == 0:
             return loc, None
-        return loc, max(acked, 0)
+        return loc, int(last) + 1
 
     def put_manifest(
         self, ref: str | Reference, raw: bytes, media_type: str | None = None
@@ -1463,17 +1454,6 @@ def _next_link(values: list[str], current: str) -> str | None:
                 if start != -1 and end > start:
                     return urllib.parse.urljoin(current, part[start + 1 : end])
     return None
-
-
-def _skip(src: BinaryIO, n: int) -> int:
-    """Read and drop ``n`` bytes; returns how many there were."""
-    left = n
-    while left > 0:
-        data = src.read(min(CHUNK, left))
-        if not data:
-            break
-        left -= len(data)
-    return n - left
 
 
 def _read_exact(src: BinaryIO, n: int) -> bytes:
