@@ -751,16 +751,7 @@ class Client:
             )
             if resp.status != 413:
                 loc = urllib.parse.urljoin(resp.url, resp.header("Location") or location)
-                resp = self._request(
-                    "PUT",
-                    repo.registry,
-                    _with_digest(loc, desc.digest),
-                    scopes=scopes,
-                    what=what,
-                    expected=(201, 204),
-                    headers={"Content-Length": "0"},
-                    body=b"",
-                )
+                resp = self._commit_upload(repo, scopes, what, loc, desc.digest)
         if resp.status == 413:
             # Too large for one request: this registry wants chunks from now on.
             with self._lock:
@@ -841,22 +832,28 @@ class Client:
         if desc.size >= 0 and offset != desc.size:
             raise SizeMismatch(what, desc.size, offset)
         try:
-            self._request(
-                "PUT",
-                repo.registry,
-                _with_digest(location, desc.digest),
-                scopes=scopes,
-                what=what,
-                expected=(201, 204),
-                headers={"Content-Length": "0"},
-                body=b"",
-            )
+            self._commit_upload(repo, scopes, what, location, desc.digest)
         except RegistryError as e:
             if resumed and "DIGEST_INVALID" in e.codes:
                 # Some registries append a PATCH wherever it says it starts: if the
                 # resume point was wrong, only a fresh upload can repair it.
                 raise TransportError(f"{what}: resumed upload did not verify ({e})") from e
             raise
+
+    def _commit_upload(
+        self, repo: Repository, scopes: list[str], what: str, location: str, digest: Digest
+    ) -> Response:
+        """The closing PUT of an upload session whose bytes are all sent."""
+        return self._request(
+            "PUT",
+            repo.registry,
+            _with_digest(location, digest),
+            scopes=scopes,
+            what=what,
+            expected=(201, 204),
+            headers={"Content-Length": "0"},
+            body=b"",
+        )
 
     def _upload_status(
         self, repo: Repository, scopes: list[str], what: str, location: str
