@@ -7,6 +7,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -336,3 +337,85 @@ def test_ingest_can_be_committed_from_another_thread(tmp_path: Path) -> None:
         # The lock was really released, though the thread that took it is still alive.
         a.submit(lambda: s.ingest("moving").abort()).result()
         s.ingest("moving").abort()
+
+
+# -- the cross-process write lock of large blobs ------------------------------------
+
+BIG = 2 << 20  # above SHARED_WRITE_MIN
+
+
+def _other_process_lock(s: BlobStore, digest: Digest) -> Any:
+    """The lock another process would hold (a second open file: flock excludes it)."""
+    import filelock
+
+    s.ingest_dir.mkdir(parents=True, exist_ok=True)
+    lock = filelock.FileLock(
+        s.ingest_dir / f"{digest.algorithm}-{digest.hex}.lock", thread_local=False
+    )
+    lock.acquire()
+    return lock
+
+
+def test_a_large_blob_waits_for_the_writer_that_is_making_progress(tmp_path: Path) -> None:
+    data = os.urandom(BIG)
+    d = _d(data)
+    s = BlobStore(tmp_path, fsync=False, lock_timeout=1.5)
+    lock = _other_process_lock(s, d)
+
+    def other_writer() -> None:
+        # Grows its temp file for longer than lock_timeout, then publishes.
+        tmp = s.ingest_dir / f"{d.hex[:12]}.other.tmp"
+        with open(tmp, "wb") as f:
+            for i in range(50):
+                f.write(data[i * len(data) // 50 : (i + 1) * len(data) // 50])
+                f.flush()
+                time.sleep(0.05)
+        os.unlink(tmp)
+        theirs = BlobStore(tmp_path, fsync=False)
+        theirs._single_flight = False  # a plain writer: no lock of its own
+        theirs.put(data, digest=d)
+        lock.release()
+
+    t = threading.Thread(target=other_writer)
+    t.start()
+    opened: list[int] = []
+
+    def opener() -> io.BytesIO:
+        opened.append(1)
+        return io.BytesIO(data)
+
+    try:
+        assert s.put_from(opener, digest=d, size=len(data)) == (d, len(data))
+    finally:
+        t.join()
+    assert opened == []  # waited, then found the other writer's blob
+    assert [p.name for p in s.ingest_dir.iterdir()] == []
+
+
+def test_a_large_blob_is_written_anyway_when_its_lock_holder_is_stuck(tmp_path: Path) -> None:
+    data = os.urandom(BIG)
+    d = _d(data)
+    s = BlobStore(tmp_path, fsync=False, lock_timeout=0.3)
+    lock = _other_process_lock(s, d)
+    try:
+        assert s.put_from(lambda: io.BytesIO(data), digest=d) == (d, len(data))
+        assert s.read_bytes(d) == data
+    finally:
+        lock.release()
+
+
+def test_waiting_for_a_lock_holder_stops_with_the_job(tmp_path: Path) -> None:
+    from pycrane._concurrency import Stopped
+
+    data = os.urandom(BIG)
+    d = _d(data)
+    s = BlobStore(tmp_path, fsync=False, lock_timeout=60)
+    lock = _other_process_lock(s, d)
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    try:
+        with pytest.raises(Stopped):
+            s.put_from(lambda: io.BytesIO(data), digest=d, stop=stop)
+    finally:
+        lock.release()
+    assert not s.path(d).exists()

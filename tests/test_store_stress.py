@@ -258,3 +258,51 @@ def test_processes_put_the_same_blobs(tmp_path: Path, windows: bool) -> None:
     for d in digests:
         assert store.hash_file(d) is not None and store.hash_file(d)[0] == d  # type: ignore[index]
     assert _leftovers(root) == []
+
+
+def _put_large_slowly(root: str, marks: str, barrier: Any) -> None:
+    """Child process: put one 2 MiB blob from a slow source, noting when it opens it."""
+    import random as _random
+
+    from pycrane.layout import BlobStore
+
+    data = _random.Random(7).randbytes(2 << 20)
+
+    def opener() -> Any:
+        Path(marks, f"opened-{os.getpid()}").touch()
+
+        def slow() -> Any:
+            for i in range(0, len(data), 64 << 10):
+                time.sleep(0.01)
+                yield data[i : i + (64 << 10)]
+
+        return slow()
+
+    store = BlobStore(root, fsync=False)
+    barrier.wait(timeout=60)
+    assert store.put_from(opener, digest=Digest.from_bytes(data), size=len(data))[1] == len(data)
+
+
+def test_processes_writing_one_large_blob_fetch_it_once(tmp_path: Path) -> None:
+    root, marks = tmp_path / "store", tmp_path / "marks"
+    root.mkdir()
+    marks.mkdir()
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(3)
+    procs = [
+        ctx.Process(target=_put_large_slowly, args=(str(root), str(marks), barrier))
+        for _ in range(3)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    # One process downloaded (about 0.3 s, all three started together); the others
+    # waited on its lock and found the blob.
+    assert len(list(marks.iterdir())) == 1
+    from pycrane.layout import BlobStore
+
+    store = BlobStore(root)
+    assert [d for d in store.digests()] and _leftovers(root) == []
+    assert list((root / "ingest").iterdir()) == []

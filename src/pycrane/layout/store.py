@@ -10,12 +10,17 @@ ever replaces or rewrites a published blob, which is what makes this safe on
 Windows, where a file someone holds open cannot be replaced.
 
 Inside a process, writes of one digest are single-flight: other threads wait for
-the first writer and reuse its result without any I/O.
+the first writer and reuse its result without any I/O. Across processes, a blob
+of :data:`SHARED_WRITE_MIN` bytes or more is written under a lock on
+``ingest/<alg>-<hex>.lock``: a second process waits for the first (as long as its
+temp file grows) and then finds the blob, instead of downloading it again. The
+lock only saves work; correctness never depends on it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import threading
@@ -43,7 +48,15 @@ if TYPE_CHECKING:
 
 __all__ = ["BlobStore", "BlobWriter"]
 
+log = logging.getLogger("pycrane.layout")
+
 _INGEST = "ingest"
+
+#: Blobs this large or larger are written by one process at a time (see above);
+#: below it, a lock file costs more than writing the blob twice.
+SHARED_WRITE_MIN = 1 << 20
+#: How often a process waiting for another's write looks at the lock and its progress.
+_POLL = 0.25
 _SAFE_REF = re.compile(r"[^A-Za-z0-9._-]")
 
 Source = bytes | bytearray | memoryview | BinaryIO | Iterable[bytes]
@@ -322,6 +335,31 @@ class BlobStore:
         stop: threading.Event | None = None,
     ) -> tuple[Digest, int]:
         have = self._trusted_size(digest, size)
+        if have is None and self._single_flight and (size is None or size >= SHARED_WRITE_MIN):
+            lock = self._wait_for_other_writers(digest, stop)
+            try:
+                return self._put_absent(opener, digest, size, progress, close, stop)
+            finally:
+                if lock is not None:
+                    lock.release()
+                    # Best effort: a process still waiting on this file then finds
+                    # the blob; one that made a new lock file does the same.
+                    _fs.discard(lock.lock_file)
+        return self._put_absent(opener, digest, size, progress, close, stop, have)
+
+    def _put_absent(
+        self,
+        opener: Callable[[], Source],
+        digest: Digest,
+        size: int | None,
+        progress: ProgressSink | None,
+        close: bool,
+        stop: threading.Event | None,
+        have: int | None = None,
+    ) -> tuple[Digest, int]:
+        """Write the blob unless it is (now) there; ``have`` is a size already checked."""
+        if have is None:
+            have = self._trusted_size(digest, size)
         if have is not None:
             if progress is not None:
                 progress.start(digest, have, "exists")
@@ -334,6 +372,59 @@ class BlobStore:
             closer = getattr(source, "close", None)
             if close and closer is not None:
                 closer()
+
+    def _wait_for_other_writers(
+        self, digest: Digest, stop: threading.Event | None
+    ) -> filelock.BaseFileLock | None:
+        """Take the cross-process write lock of ``digest``; None to write without it.
+
+        A holder that stops making progress (its temp file has not grown for
+        ``lock_timeout`` seconds) is presumed stuck, and this process writes anyway.
+        """
+        import filelock
+
+        self._ensure(self.ingest_dir)
+        lock = filelock.FileLock(
+            self.ingest_dir / f"{digest.algorithm}-{digest.hex}.lock",
+            timeout=_POLL,
+            thread_local=False,
+        )
+        prefix = digest.hex[:12] + "."
+        seen = -1
+        deadline = time.monotonic() + self.lock_timeout
+        while True:
+            try:
+                lock.acquire()
+                return lock
+            except filelock.Timeout:
+                pass
+            except OSError as e:
+                log.debug("blob %s: no write lock (%s); writing without it", digest, e)
+                return None
+            if stop is not None and stop.is_set():
+                raise Stopped(f"blob {digest}")
+            grown = self._temp_bytes(prefix)
+            if grown != seen:
+                seen = grown
+                deadline = time.monotonic() + self.lock_timeout
+            elif time.monotonic() >= deadline:
+                log.debug("blob %s: its writer made no progress; writing it too", digest)
+                return None
+
+    def _temp_bytes(self, prefix: str) -> int:
+        """How many bytes the temp files of one digest hold (another writer's progress)."""
+        total = 0
+        try:
+            with os.scandir(self.ingest_dir) as it:
+                for e in it:
+                    if e.name.startswith(prefix) and e.name.endswith(".tmp"):
+                        try:
+                            total += e.stat(follow_symlinks=False).st_size
+                        except OSError:
+                            continue
+        except OSError:
+            return -1
+        return total
 
     def _trusted_size(self, digest: Digest, size: int | None) -> int | None:
         """The size of an existing blob that may be trusted, else ``None``.
