@@ -311,9 +311,11 @@ class Writeback:
 
     A blob is fsynced when its last byte is in: without this, the device sees a
     whole layer at that moment and the pull waits for it (0.3-0.5 s per GiB here,
-    with the CPU idle). On Linux, ``POSIX_FADV_DONTNEED`` on the range already
-    written queues its dirty pages for writeback without waiting (and drops the
-    clean ones), so by the time of the fsync most of the file is on the device.
+    with the CPU idle). On Linux, ``POSIX_FADV_DONTNEED`` on the range just
+    written queues its dirty pages for writeback without waiting, so by the time
+    of the fsync most of the file is on the device. It drops only pages already
+    clean, which just-written ones are not: a pulled layer stays in the page cache
+    (``fincore`` shows all of it resident), ready for whatever reads it next.
     Elsewhere it does nothing; the fsync alone keeps the file durable.
     """
 
