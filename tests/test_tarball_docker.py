@@ -1,19 +1,8 @@
-"""docker-save tarballs exchanged with Docker itself (Moby's own loader, not containers/image).
-
-A private ``dockerd`` (vfs storage, no networking) is started for the module; the tests
-skip when it cannot run here.
-"""
+"""docker-save tarballs exchanged with Docker itself (Moby's own loader, not containers/image)."""
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
 import shutil
-import signal
-import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,72 +12,13 @@ from pycrane.random import image_from_layers
 from pycrane.v1 import mediatypes as mt
 from pycrane.v1.image import Image
 from pycrane.validate import validate_image
+from tests.fixtures_docker import Docker
 from tests.test_export_helpers import E, layer_of
 
 pytestmark = [
     pytest.mark.interop,
     pytest.mark.skipif(shutil.which("dockerd") is None, reason="dockerd is not installed"),
 ]
-
-
-class Docker:
-    def __init__(self, cli: str, sock: Path) -> None:
-        self.cli, self.host = cli, f"unix://{sock}"
-
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        r = subprocess.run(
-            [self.cli, "-H", self.host, *args], capture_output=True, text=True, timeout=300
-        )
-        if check:
-            assert r.returncode == 0, f"docker {' '.join(args)}: {r.stderr.strip()}"
-        return r
-
-    def inspect(self, ref: str) -> dict:
-        return json.loads(self.run("image", "inspect", ref).stdout)[0]
-
-
-@pytest.fixture(scope="module")
-def docker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Docker]:
-    dockerd = shutil.which("dockerd")
-    assert dockerd is not None
-    # The CLI packaged next to the daemon speaks its API version.
-    sibling = Path(dockerd).resolve().parent.parent / "bin" / "docker"
-    cli = str(sibling) if sibling.exists() else shutil.which("docker")
-    if cli is None:
-        pytest.skip("no docker CLI")
-    root = tmp_path_factory.mktemp("dockerd")
-    sock = root / "docker.sock"
-    log = open(root / "dockerd.log", "wb")  # noqa: SIM115 - closed at teardown
-    argv = [dockerd, "--storage-driver", "vfs", "--iptables=false", "--ip-masq=false"]
-    argv += ["--bridge=none", "-H", f"unix://{sock}", "--pidfile", str(root / "dockerd.pid")]
-    argv += ["--data-root", str(root / "data"), "--exec-root", str(root / "exec")]
-    proc = subprocess.Popen(
-        argv,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    d = Docker(cli, sock)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                tail = (root / "dockerd.log").read_text(errors="replace")[-600:]
-                pytest.skip(f"dockerd does not run here: {tail}")
-            if sock.exists() and d.run("version", check=False).returncode == 0:
-                break
-            time.sleep(0.2)
-        yield d
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(30)
-        log.close()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def images() -> list:
