@@ -286,6 +286,37 @@ def test_pull_several_images_into_one_tarball(
     assert len(layer_members) <= len(distinct) + 2
 
 
+def test_push_and_validate_a_tarball_of_several_images(
+    cli: Cli, pycrane_registry: Any, tmp_path: Path
+) -> None:
+    from pycrane import tarball
+
+    a, b = random_image(1, 300, seed=71), random_image(2, 300, seed=72)
+    target = tmp_path / "two.tar"
+    tarball.write(target, {"example.com/x/a:1": a, "example.com/x/b:1": b})
+    assert cli.out("validate", "--tarball", str(target)) == f"PASS: {target}"
+    repo = _repo(pycrane_registry, "fromtar")
+    err = cli.fails("push", str(target), f"{repo}:1")
+    assert "holds 2 images (example.com/x/a:1, example.com/x/b:1)" in err
+    pushed = cli.out("push", "--tarball-tag", "example.com/x/b:1", str(target), f"{repo}:1")
+    assert pushed == f"{repo}@{b.digest()}"
+    err = cli.fails("push", "--tarball-tag", "example.com/x/c:1", str(target), f"{repo}:1")
+    assert "no image tagged example.com/x/c:1" in err
+    # validate looks at every image: a second image with a bad layer fails it.
+    with tarfile.open(target) as tf:
+        manifest = json.load(tf.extractfile("manifest.json"))  # type: ignore[arg-type]
+        members = {m.name: tf.extractfile(m).read() for m in tf if m.isfile()}  # type: ignore[union-attr]
+    last_layer = manifest[1]["Layers"][-1]
+    members[last_layer] = members[last_layer][:-1] + bytes([members[last_layer][-1] ^ 1])
+    bad = tmp_path / "bad.tar"
+    with tarfile.open(bad, "w") as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    assert cli.fails("validate", "--tarball", str(bad)).startswith(f"pycrane: error: FAIL: {bad}")
+
+
 def test_pull_with_cache(
     cli: Cli, registry: Any, image_layout: tuple[Path, Image], tmp_path: Path
 ) -> None:

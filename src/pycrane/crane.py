@@ -131,12 +131,14 @@ def image_or_index(
         return rd.image()
 
 
-def load(path: str | os.PathLike[str], *, index: bool = False) -> Image | ImageIndex:
+def load(
+    path: str | os.PathLike[str], *, index: bool = False, tag: str | Reference | None = None
+) -> Image | ImageIndex:
     """The image (or index) stored at ``path``, as ``crane push`` reads it.
 
     A directory is an OCI layout: its one entry, or with ``index`` its whole
     index.json as one index (a layout holding several entries needs ``index``).
-    Anything else is a docker-save tarball holding one image.
+    Anything else is a docker-save tarball: its one image, or the one tagged ``tag``.
     """
     if os.path.isdir(path):
         from pycrane.layout import Layout
@@ -153,7 +155,7 @@ def load(path: str | os.PathLike[str], *, index: bool = False) -> Image | ImageI
         return layout.get(descs[0])
     from pycrane.tarball import image_from_path
 
-    return image_from_path(path)
+    return image_from_path(path, tag)
 
 
 # ----------------------------------------------------------------------- pull, push
@@ -217,23 +219,25 @@ def push(
     ref: str | Reference,
     *,
     index: bool = False,
+    tag: str | Reference | None = None,
     jobs: int = 4,
     progress: ProgressSink | None = None,
     client: Client | None = None,
 ) -> DigestRef:
     """Push what :func:`load` reads at ``path`` to ``ref``; returns ``repository@digest``.
 
-    Manifests go byte for byte, so digests stay what they were on disk.
+    Manifests go byte for byte, so digests stay what they were on disk. ``tag``
+    picks an image from a docker-save tarball that holds several.
     """
     r = parse_reference(ref)
-    obj = load(path, index=index)
+    obj = load(path, index=index, tag=tag)
     with _client(client) as c:
         c.write(r, obj, jobs=jobs, progress=progress)
     return r.repository.digest(obj.digest())
 
 
 def validate_path(path: str | os.PathLike[str], *, fast: bool = False) -> None:
-    """Validate an OCI layout (every blob, every entry) or a docker-save tarball.
+    """Validate an OCI layout (every blob, every entry) or a docker-save tarball (every image).
 
     Raises the first problem (:class:`~pycrane.errors.VerificationError` or
     :class:`~pycrane.errors.ManifestError`), naming it.
@@ -242,9 +246,11 @@ def validate_path(path: str | os.PathLike[str], *, fast: bool = False) -> None:
     from pycrane.validate import validate
 
     if not os.path.isdir(path):
-        from pycrane.tarball import image_from_path
+        from pycrane.tarball import open_tarball
 
-        validate(image_from_path(path), fast=fast)
+        archive = open_tarball(path)
+        for entry in archive.entries:
+            validate(archive.image_of(entry), fast=fast)
         return
     from pycrane.layout import Layout
 

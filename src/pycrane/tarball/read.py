@@ -270,7 +270,8 @@ class Tarball:
                 return self.entries[0]
             names = ", ".join(t for e in self.entries for t in e.repo_tags) or "untagged"
             raise TarballError(
-                f"tarball {self.path}: holds {len(self.entries)} images ({names}); pass a tag"
+                f"tarball {self.path}: holds {len(self.entries)} images ({names});"
+                " choose one by its tag"
             )
         want = parse_reference(tag)
         for e in self.entries:
@@ -285,6 +286,10 @@ class Tarball:
 
     def image(self, tag: str | Reference | None = None) -> TarballImage:
         return TarballImage(self, self.find(tag))
+
+    def image_of(self, entry: TarballEntry) -> TarballImage:
+        """The image of one of :attr:`entries` (tagged or not)."""
+        return TarballImage(self, entry)
 
     def images(self) -> list[tuple[list[Tag], TarballImage]]:
         """Every image with its tags, in archive order."""

@@ -18,6 +18,11 @@ __all__ = ["push"]
 @click.argument("image")
 @click.option("--index", is_flag=True, help="Push the layout's whole index.json as one index.")
 @click.option(
+    "--tarball-tag",
+    metavar="TAG",
+    help="Push the image tagged TAG from a docker-save tarball that holds several.",
+)
+@click.option(
     "--image-refs",
     type=click.Path(dir_okay=False, writable=True),
     help="Also write the pushed reference (ref@digest) to this file.",
@@ -26,7 +31,13 @@ __all__ = ["push"]
     "-j", "--jobs", type=click.IntRange(min=1), default=4, show_default=True, help="Blobs at once."
 )
 def push(
-    opts: Options, path: str, image: str, index: bool, image_refs: str | None, jobs: int
+    opts: Options,
+    path: str,
+    image: str,
+    index: bool,
+    tarball_tag: str | None,
+    image_refs: str | None,
+    jobs: int,
 ) -> None:
     """Push PATH to IMAGE and print IMAGE's repository @ the pushed digest.
 
@@ -39,7 +50,13 @@ def push(
     opts.jobs = jobs
     with progress_for(opts.quiet, title="push") as sink:
         pushed = crane.push(
-            path, image, index=index, jobs=jobs, progress=sink, client=opts.client()
+            path,
+            image,
+            index=index,
+            tag=tarball_tag,
+            jobs=jobs,
+            progress=sink,
+            client=opts.client(),
         )
     result = str(pushed)
     if image_refs:
