@@ -36,6 +36,11 @@ class Docker:
             assert r.returncode == 0, f"docker {' '.join(args)}: {r.stderr.strip()}"
         return r
 
+    def run_bytes(self, *args: str) -> bytes:
+        r = subprocess.run([*self.argv, *args], capture_output=True, timeout=300)
+        assert r.returncode == 0, f"docker {' '.join(args)}: {r.stderr.decode(errors='replace')}"
+        return r.stdout
+
     def inspect(self, ref: str) -> dict:
         return json.loads(self.run("image", "inspect", ref).stdout)[0]
 
