@@ -24,7 +24,12 @@ class Docker:
     """The CLI bound to the private daemon, with its own client config (logins stay here)."""
 
     def __init__(self, cli: str, sock: Path, config: Path) -> None:
+        self.cli, self.sock = cli, sock
         self.argv = [cli, "--config", str(config), "-H", f"unix://{sock}"]
+
+    def with_config(self, config: Path) -> Docker:
+        """The same daemon with another client config directory (another user's logins)."""
+        return Docker(self.cli, self.sock, config)
 
     def run(
         self, *args: str, check: bool = True, stdin: str | None = None

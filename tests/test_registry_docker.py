@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import io
+import os
 import re
 import shutil
+import subprocess
+import sys
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +17,7 @@ import pytest
 
 from pycrane import Client, mutate, random_image
 from pycrane.registry import RegistryServer
-from pycrane.remote import Credential
+from pycrane.remote import Credential, Keychain
 from pycrane.validate import validate_image
 from tests.fixtures_docker import Docker
 from tests.test_export_helpers import E, layer_of
@@ -96,3 +99,27 @@ def test_docker_logs_in_to_our_registry(
     validate_image(img)
     assert str(img.config_name()) == docker.inspect(ref)["Id"]
     docker.run("rmi", ref)
+
+
+def test_logins_are_shared_with_docker(
+    docker: Docker, pycrane_registry_factory: Callable[..., RegistryServer], tmp_path: Path
+) -> None:
+    """What docker login stores, pycrane uses; what pycrane auth login stores, docker uses."""
+    reg = pycrane_registry_factory(username="ci", password="s3cret")
+    ref = f"{reg.host}/docker/shared:1"
+    by_docker, by_pycrane = tmp_path / "by-docker", tmp_path / "by-pycrane"
+    d = docker.with_config(by_docker)
+    d.run("login", "-u", "ci", "--password-stdin", reg.host, stdin="s3cret\n")
+    d.run("import", str(_rootfs(tmp_path / "rootfs.tar", 3)), ref)
+    d.run("push", ref)
+    img = Client(keychain=Keychain(env={"DOCKER_CONFIG": str(by_docker)})).image(ref)
+    assert str(img.config_name()) == d.inspect(ref)["Id"]
+    d.run("rmi", ref)
+
+    env = {**os.environ, "DOCKER_CONFIG": str(by_pycrane)}
+    login = [sys.executable, "-m", "pycrane", "auth", "login", "-u", "ci", "--password-stdin"]
+    subprocess.run([*login, reg.host], input=b"s3cret", env=env, check=True, timeout=60)
+    d = docker.with_config(by_pycrane)
+    d.run("pull", ref)
+    assert d.inspect(ref)["Id"] == str(img.config_name())
+    d.run("rmi", ref)
