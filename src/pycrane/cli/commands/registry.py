@@ -20,7 +20,10 @@ def registry(opts: Options) -> None:
 @click.option(
     "--address",
     default=None,
-    help="HOST:PORT to listen on (default 127.0.0.1:$PORT, or a free port).",
+    help=(
+        "HOST:PORT to listen on (default 127.0.0.1:$PORT, or a free port). ':PORT' stays"
+        " on loopback; 0.0.0.0:PORT serves every interface."
+    ),
 )
 @click.option(
     "--disk",
