@@ -335,43 +335,30 @@ class BlobStore:
         stop: threading.Event | None = None,
     ) -> tuple[Digest, int]:
         have = self._trusted_size(digest, size)
-        if have is None and self._single_flight and (size is None or size >= SHARED_WRITE_MIN):
-            lock = self._wait_for_other_writers(digest, stop)
-            try:
-                return self._put_absent(opener, digest, size, progress, close, stop)
-            finally:
-                if lock is not None:
-                    lock.release()
-                    # Best effort: a process still waiting on this file then finds
-                    # the blob; one that made a new lock file does the same.
-                    _fs.discard(lock.lock_file)
-        return self._put_absent(opener, digest, size, progress, close, stop, have)
-
-    def _put_absent(
-        self,
-        opener: Callable[[], Source],
-        digest: Digest,
-        size: int | None,
-        progress: ProgressSink | None,
-        close: bool,
-        stop: threading.Event | None,
-        have: int | None = None,
-    ) -> tuple[Digest, int]:
-        """Write the blob unless it is (now) there; ``have`` is a size already checked."""
-        if have is None:
-            have = self._trusted_size(digest, size)
-        if have is not None:
-            if progress is not None:
-                progress.start(digest, have, "exists")
-                progress.finish(digest, skipped=True)
-            return digest, have
-        source = opener()
+        big = size is None or size >= SHARED_WRITE_MIN
+        shared = have is None and big and self._single_flight
+        lock = self._wait_for_other_writers(digest, stop) if shared else None
         try:
-            return self._write(source, digest, size, progress, stop)
+            if shared:
+                have = self._trusted_size(digest, size)  # the process we waited for wrote it
+            if have is not None:
+                if progress is not None:
+                    progress.start(digest, have, "exists")
+                    progress.finish(digest, skipped=True)
+                return digest, have
+            source = opener()
+            try:
+                return self._write(source, digest, size, progress, stop)
+            finally:
+                closer = getattr(source, "close", None)
+                if close and closer is not None:
+                    closer()
         finally:
-            closer = getattr(source, "close", None)
-            if close and closer is not None:
-                closer()
+            if lock is not None:
+                lock.release()
+                # Best effort: a process still waiting on this file then finds the
+                # blob; one that made a new lock file does the same.
+                _fs.discard(lock.lock_file)
 
     def _wait_for_other_writers(
         self, digest: Digest, stop: threading.Event | None
