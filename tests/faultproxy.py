@@ -51,7 +51,9 @@ class Fault:
     ``truncate`` (send only ``after`` body bytes with a matching Content-Length),
     ``corrupt`` (flip the byte at ``after`` of the body), ``ignore_range`` (strip the
     request's Range header so the registry answers 200), ``reset`` (close the
-    connection without answering), ``redirect`` (answer 307 to a fake blob storage on
+    connection without answering), ``cut_request`` (forward the request with only
+    ``after`` bytes of its body, then close both connections: the registry saw part of
+    an upload), ``redirect`` (answer 307 to a fake blob storage on
     another port, which logs the headers it receives in ``storage_log``), ``add_header``
     (add ``header`` to the forwarded response), ``strip_header`` (remove the header
     named ``header[0]`` from it).
@@ -248,6 +250,23 @@ class FaultProxy:
         n = int(h.headers.get("Content-Length") or 0)
         return h.rfile.read(n) if n else b""
 
+    def _forward_part(
+        self, h: BaseHTTPRequestHandler, method: str, path: str, body: bytes, n: int
+    ) -> None:
+        """Send the request upstream with its full Content-Length but ``n`` body bytes."""
+        host, _, port = self.upstream.rpartition(":")
+        head = [f"{method} {path} HTTP/1.1"]
+        for k, v in h.headers.items():
+            if k.lower() not in _HOP and k.lower() != "content-length":
+                head.append(f"{k}: {v}")
+        head.append(f"Content-Length: {len(body)}")
+        with socket.create_connection((host, int(port)), timeout=30) as up:
+            up.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body[:n])
+            # Give the registry time to take in what it got before the connection drops.
+            with contextlib.suppress(OSError):
+                up.settimeout(0.3)
+                up.recv(1)
+
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
         method, path = h.command, h.path
         entry = Logged(method, path, h.headers.get("Range"), headers=dict(h.headers.items()))
@@ -257,6 +276,14 @@ class FaultProxy:
 
         if self._take(method, path, ("reset",)):
             entry.fault = "reset"
+            h.close_connection = True
+            with contextlib.suppress(OSError):
+                h.connection.shutdown(socket.SHUT_RDWR)
+            return
+        cut = self._take(method, path, ("cut_request",))
+        if cut is not None:
+            entry.fault = "cut_request"
+            self._forward_part(h, method, path, body, cut.after)
             h.close_connection = True
             with contextlib.suppress(OSError):
                 h.connection.shutdown(socket.SHUT_RDWR)

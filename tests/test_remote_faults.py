@@ -510,6 +510,37 @@ def test_chunked_upload_with_an_untrustworthy_status_starts_over(
         assert r.read() == data
 
 
+@pytest.mark.parametrize("server", ["distribution", "pycrane"])
+def test_chunked_upload_survives_a_chunk_cut_short(
+    request: pytest.FixtureRequest, server: str
+) -> None:
+    # The third PATCH reaches the registry with 20,000 of its 65,536 bytes. Distribution
+    # then invalidates the session (its status answers 404 BLOB_UPLOAD_INVALID), so
+    # only a fresh session can go on; pycrane's server keeps what arrived and reports it,
+    # so the upload resumes in place.
+    if server == "pycrane":
+        try:
+            upstream = request.getfixturevalue("pycrane_registry").host
+        except pytest.FixtureLookupError:
+            pytest.skip("pycrane's registry plugin is not available")
+    else:
+        upstream = request.getfixturevalue("distribution").host
+    proxy = FaultProxy(upstream).start()
+    try:
+        proxy.add(Fault("cut_request", method="PATCH", skip=2, after=20_000))
+        data = random.Random(90).randbytes(300_000)
+        repo = f"{proxy.host}/faults/chunkcut{next(_n)}"
+        desc = Client(retry=FAST, chunk_size=64 * 1024).write_blob(repo, data)
+        assert [e.fault for e in proxy.log if e.fault] == ["cut_request"]
+        posts = len(proxy.requests("POST", r"/blobs/uploads/"))
+        assert posts == (2 if server == "distribution" else 1)
+        proxy.clear()
+        with Client(retry=FAST).blob(repo, desc.digest) as r:
+            assert r.read() == data
+    finally:
+        proxy.stop()
+
+
 def test_referrers_api_pages_are_followed(request: pytest.FixtureRequest) -> None:
     try:
         pyc = request.getfixturevalue("pycrane_registry")

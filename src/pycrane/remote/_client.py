@@ -798,15 +798,22 @@ class Client:
                         retry=False,
                     )
                 except (TransportError, RegistryError) as e:
-                    transient = isinstance(e, TransportError) or e.status in (
-                        self.transport.retry.statuses | {416}
+                    transient = (
+                        isinstance(e, TransportError)
+                        or e.status in (self.transport.retry.statuses | {416})
+                        or _session_gone(e)
                     )
                     if resumes <= 0 or not transient:
                         raise
                     resumes -= 1
                     time.sleep(self.transport.retry.delay(0))
                     # Ask the registry how much it kept, and carry on from there.
-                    location, acked = self._upload_status(repo, scopes, what, location)
+                    try:
+                        location, acked = self._upload_status(repo, scopes, what, location)
+                    except RegistryError as gone:
+                        if not _session_gone(gone):
+                            raise
+                        acked = None  # a chunk cut short killed the session (distribution)
                     if acked is not None and offset <= acked <= end + 1:
                         pending = pending[acked - offset :]
                     else:
@@ -1451,6 +1458,13 @@ def _next_link(values: list[str], current: str) -> str | None:
                 if start != -1 and end > start:
                     return urllib.parse.urljoin(current, part[start + 1 : end])
     return None
+
+
+def _session_gone(e: RegistryError) -> bool:
+    """The upload session no longer exists, e.g. distribution after a PATCH cut short."""
+    return e.status == 404 and bool(
+        {"BLOB_UPLOAD_UNKNOWN", "BLOB_UPLOAD_INVALID"} & set(e.codes) or not e.codes
+    )
 
 
 def _read_exact(src: BinaryIO, n: int) -> bytes:
