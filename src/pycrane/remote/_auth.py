@@ -98,6 +98,10 @@ class RegistrySession:
                     resp = self.transport.request("GET", f"{base}/v2/")
                 if resp.status == 400 and not last_try:
                     continue  # "Client sent an HTTP request to an HTTPS server"
+                if resp.status in self.transport.retry.statuses and not last_try:
+                    # This scheme answers; a 429 or 503 is worth the usual retries.
+                    resp.drain()
+                    resp = self.transport.request("GET", f"{base}/v2/")
                 self._record_ping(base, resp)
                 self._pinged = True
                 return
