@@ -265,9 +265,13 @@ def test_abandoned_blob_readers_do_not_block_others(
 
 
 @pytest.mark.stress
-def test_concurrent_pulls_and_pushes_under_random_faults(distribution: Any) -> None:
+@pytest.mark.parametrize("server", ["distribution", "pycrane"])
+def test_concurrent_pulls_and_pushes_under_random_faults(
+    request: pytest.FixtureRequest, server: str
+) -> None:
     """Every operation ends verified or with one PycraneError line; nothing hangs."""
-    p = FaultProxy(distribution.host, seed=1234).start()
+    upstream = request.getfixturevalue("pycrane_registry" if server == "pycrane" else server)
+    p = FaultProxy(upstream.host, seed=1234).start()
     try:
         p.add(
             Fault(
