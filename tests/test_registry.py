@@ -884,3 +884,19 @@ def test_a_storage_bug_is_a_500_and_the_server_keeps_serving() -> None:
         assert r.status == 500 and codes(r) == ["UNKNOWN"]
         assert "RuntimeError" in json.loads(r.data)["errors"][0]["message"]
         assert c.req("GET", "/v2/").status == 200
+
+
+def test_idle_uploads_of_the_memory_storage_are_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pycrane.registry import storage
+
+    with RegistryServer() as reg:
+        c = Client(reg)
+        first = c.req("POST", "/v2/idle/blobs/uploads/").headers["Location"]
+        assert c.req("PATCH", first, body=b"x" * 1000).status == 202
+        assert c.req("GET", first).status == 204
+        c.req("POST", "/v2/idle/blobs/uploads/")  # nothing idle yet: the first one stays
+        assert c.req("GET", first).status == 204
+        monkeypatch.setattr(storage, "UPLOAD_IDLE_LIMIT", 0.0)
+        c.req("POST", "/v2/idle/blobs/uploads/")
+        gone = c.req("GET", first)
+        assert gone.status == 404 and b"BLOB_UPLOAD_UNKNOWN" in gone.data

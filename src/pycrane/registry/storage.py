@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +30,10 @@ __all__ = ["CHUNK", "Body", "MemoryStorage", "Storage", "StoredManifest", "copy_
 
 #: Transfer size: bodies are read and blobs are sent in pieces of this size.
 CHUNK = 1024 * 1024
+#: An upload session of the in-memory storage that received nothing for this long is
+#: dropped (with its bytes) when the next upload starts: clients that die or give up
+#: on a session would otherwise hold that memory for the life of the server.
+UPLOAD_IDLE_LIMIT = 3600.0
 
 
 class Body(Protocol):
@@ -141,6 +146,7 @@ class _Upload:
     repo: str
     data: bytearray = field(default_factory=bytearray)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    touched: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -236,6 +242,10 @@ class MemoryStorage:
     def upload_start(self, repo: str) -> str:
         session = uuid.uuid4().hex
         with self._lock:
+            idle = time.monotonic() - UPLOAD_IDLE_LIMIT
+            stale = [k for k, up in self._uploads.items() if up.touched < idle]
+            for old in [k for k in stale if not self._uploads[k].lock.locked()]:
+                del self._uploads[old]
             self._repo(repo)
             self._uploads[session] = _Upload(repo)
         return session
@@ -256,7 +266,11 @@ class MemoryStorage:
             if self._uploads.get(session) is not up:  # finished while we waited
                 raise ApiError("BLOB_UPLOAD_UNKNOWN", f"upload {session} unknown to {repo}")
             check_offset(start, len(up.data), session, upload_location(repo, session))
-            copy_body(body, up.data.extend)
+            up.touched = time.monotonic()
+            try:
+                copy_body(body, up.data.extend)
+            finally:
+                up.touched = time.monotonic()
             return len(up.data)
 
     def upload_finish(self, repo: str, session: str, digest: Digest) -> int:
