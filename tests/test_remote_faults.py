@@ -504,6 +504,9 @@ def test_chunked_upload_failing_its_first_chunk_starts_a_fresh_session(
     # byte 1 made distribution append the rest and refuse the digest.
     repo, data, digest = _chunked_push(proxy, kind, skip=0)
     assert len(proxy.requests("POST", r"/blobs/uploads/")) == 2
+    # The abandoned session is cancelled, not left to expire at the registry.
+    (cancel,) = proxy.requests("DELETE", r"/blobs/uploads/")
+    assert cancel.status == 204
     proxy.clear()
     with Client(retry=FAST).blob(repo, digest) as r:
         assert r.read() == data

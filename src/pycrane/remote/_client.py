@@ -652,6 +652,8 @@ class Client:
                 progress.finish(desc.digest)
                 return
             except (TransportError, RegistryError) as e:
+                if location:
+                    self._cancel_upload(repo, push, what, location)
                 location = None
                 retryable = isinstance(e, TransportError) or (
                     getattr(e, "status", None) in self.transport.retry.statuses
@@ -819,6 +821,7 @@ class Client:
                     else:
                         # Unknown, or not what was acknowledged: a fresh session is the
                         # only start that does not depend on the registry's Range.
+                        self._cancel_upload(repo, scopes, what, location)
                         location = self._start_upload(repo, scopes, what)
                         if offset:
                             src.close()
@@ -846,6 +849,21 @@ class Client:
                 # resume point was wrong, only a fresh upload can repair it.
                 raise TransportError(f"{what}: resumed upload did not verify ({e})") from e
             raise
+
+    def _cancel_upload(self, repo: Repository, scopes: list[str], what: str, location: str) -> None:
+        """Best effort: free an abandoned session's bytes at the registry now, not at expiry."""
+        try:
+            self._request(
+                "DELETE",
+                repo.registry,
+                location,
+                scopes=scopes,
+                what=what,
+                expected=(200, 202, 204, 404),
+                retry=False,
+            ).drain()
+        except PycraneError as e:
+            log.debug("%s: could not cancel the abandoned upload (%s)", what, e)
 
     def _commit_upload(
         self, repo: Repository, scopes: list[str], what: str, location: str, digest: Digest
