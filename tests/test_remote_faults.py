@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from pycrane.errors import (
     DigestMismatch,
+    ManifestError,
     NotFoundError,
     PycraneError,
     RegistryError,
@@ -188,6 +189,16 @@ def test_truncated_manifest_is_refetched(proxy: FaultProxy, seeded: tuple[str, I
     path, img = seeded
     proxy.add(Fault("drop", match=r"/manifests/", method="GET", after=20, count=1))
     assert Client(retry=FAST).get(f"{proxy.host}/{path}").raw == img.raw_manifest()
+
+
+def test_a_malformed_manifest_names_the_reference(
+    proxy: FaultProxy, seeded: tuple[str, Image]
+) -> None:
+    path, _ = seeded
+    # A short body with an honest Content-Length: the registry really sent bad JSON.
+    proxy.add(Fault("truncate", match=r"/manifests/", method="GET", after=20, count=-1))
+    with pytest.raises(ManifestError, match=rf"^manifest {proxy.host}/{path}: not valid JSON"):
+        Client(retry=FAST).get(f"{proxy.host}/{path}")
 
 
 def test_push_survives_transient_failures(proxy: FaultProxy) -> None:

@@ -451,7 +451,7 @@ class Client:
                 raise DigestMismatch(f"manifest {r}", str(r.digest), str(actual))
         else:
             actual = Digest.from_bytes(raw)
-        media = detect_media_type(raw, resp.header("Content-Type"))
+        media = detect_media_type(raw, resp.header("Content-Type"), what=f"manifest {r}")
         return RemoteDescriptor(self, r, raw, media, actual)
 
     def _image_from(self, rd: RemoteDescriptor, platform: Platform | str | None) -> RemoteImage:
@@ -911,7 +911,7 @@ class Client:
         """
         r = _ref(ref)
         repo = r.repository
-        media = media_type or detect_media_type(raw)
+        media = media_type or detect_media_type(raw, what=f"manifest {r}")
         digest = Digest.from_bytes(
             raw, r.digest.algorithm if isinstance(r, DigestRef) else "sha256"
         )

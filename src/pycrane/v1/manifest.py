@@ -38,13 +38,13 @@ def _load(raw: bytes, what: str) -> dict[str, Any]:
     return obj
 
 
-def detect_media_type(raw: bytes, hint: str | None = None) -> str:
-    """The media type of a manifest document.
+def detect_media_type(raw: bytes, hint: str | None = None, *, what: str = "manifest") -> str:
+    """The media type of a manifest document (``what`` names it in errors).
 
     The document's own ``mediaType`` wins; then ``hint`` (e.g. a Content-Type
     header); then the shape: ``manifests`` means an index, ``config`` a manifest.
     """
-    obj = _load(raw, "manifest")
+    obj = _load(raw, what)
     declared = obj.get("mediaType")
     if isinstance(declared, str) and declared:
         return declared
