@@ -338,6 +338,43 @@ class Writeback:
         self._done = self._written
 
 
+def make_sparse(f: BinaryIO) -> None:
+    """Best effort, Windows only: let ``f`` be written far past its end without zero-fill.
+
+    NTFS zero-fills the gap when a write lands beyond a file's valid data, so a
+    tarball whose layers are filled in parallel into reserved regions would have
+    most of its bytes written twice. A sparse file leaves the gap unallocated until
+    it is filled. Elsewhere (and if the call fails) it does nothing: the result is
+    the same file either way. Checks the real platform, not :data:`IS_WINDOWS`,
+    which the tests' emulator switches on under Linux.
+    """
+    if sys.platform != "win32":
+        return
+    import ctypes
+    import msvcrt
+    from ctypes import wintypes
+
+    fsctl_set_sparse = 0x000900C4
+    try:
+        handle = wintypes.HANDLE(msvcrt.get_osfhandle(f.fileno()))
+        control = ctypes.windll.kernel32.DeviceIoControl
+        control.argtypes = [
+            wintypes.HANDLE,
+            wintypes.DWORD,
+            wintypes.LPVOID,
+            wintypes.DWORD,
+            wintypes.LPVOID,
+            wintypes.DWORD,
+            ctypes.POINTER(wintypes.DWORD),
+            wintypes.LPVOID,
+        ]
+        control.restype = wintypes.BOOL
+        returned = wintypes.DWORD()
+        control(handle, fsctl_set_sparse, None, 0, None, 0, ctypes.byref(returned), None)
+    except (OSError, AttributeError, ValueError):
+        return
+
+
 def fsync_file(f: BinaryIO | int) -> None:
     """Flush a file's data to the device (``F_FULLFSYNC`` on macOS)."""
     if not isinstance(f, int):

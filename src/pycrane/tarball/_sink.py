@@ -86,6 +86,7 @@ class TarSink:
             parent = self._final.parent
             _fs.makedirs(parent)
             self._fh, self._tmp = _fs.mkstemp(parent, prefix=f".{self._final.name}.")
+            _fs.make_sparse(self._fh)  # reserve() leaves gaps that fill() writes later
             self._owned = True
         else:
             self._fh = target
