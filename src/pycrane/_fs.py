@@ -329,10 +329,11 @@ class Writeback:
     def wrote(self, n: int) -> None:
         """Account for ``n`` more bytes written after the previous ones."""
         self._written += n
-        if _FADV_DONTNEED is None or self._written - self._done < WRITEBACK_STEP:
+        advise = getattr(os, "posix_fadvise", None)  # absent on Windows and macOS
+        if _FADV_DONTNEED is None or advise is None or self._written - self._done < WRITEBACK_STEP:
             return
         try:
-            os.posix_fadvise(self._fd, self._done, self._written - self._done, _FADV_DONTNEED)
+            advise(self._fd, self._done, self._written - self._done, _FADV_DONTNEED)
         except OSError:
             return
         self._done = self._written
@@ -382,17 +383,21 @@ def fsync_file(f: BinaryIO | int) -> None:
         fd = f.fileno()
     else:
         fd = f
-    if IS_MACOS:
-        import fcntl
+    if not _full_fsync(fd):
+        os.fsync(fd)
 
-        full = getattr(fcntl, "F_FULLFSYNC", None)
-        if full is not None:
-            try:
-                fcntl.fcntl(fd, full)
-                return
-            except OSError:
-                pass
-    os.fsync(fd)
+
+def _full_fsync(fd: int) -> bool:
+    """macOS, where fsync leaves data in the drive's cache: ``F_FULLFSYNC``; False elsewhere."""
+    if sys.platform != "darwin" or not IS_MACOS:
+        return False
+    import fcntl
+
+    try:
+        fcntl.fcntl(fd, fcntl.F_FULLFSYNC)
+    except OSError:
+        return False  # not every file system supports it: a plain fsync then
+    return True
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:
@@ -404,16 +409,9 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
     except OSError:
         return
     try:
-        if IS_MACOS:
-            import fcntl
-
-            full = getattr(fcntl, "F_FULLFSYNC", None)
-            if full is not None:
-                with contextlib.suppress(OSError):
-                    fcntl.fcntl(fd, full)
-                    return
-        with contextlib.suppress(OSError):  # some filesystems refuse fsync on dirs
-            os.fsync(fd)
+        if not _full_fsync(fd):
+            with contextlib.suppress(OSError):  # some filesystems refuse fsync on dirs
+                os.fsync(fd)
     finally:
         os.close(fd)
 
