@@ -652,7 +652,9 @@ class Client:
                 progress.finish(desc.digest)
                 return
             except (TransportError, RegistryError) as e:
-                if location:
+                if location and isinstance(e, RegistryError):
+                    # Only when the registry answers: a DELETE to one that stopped
+                    # answering could wait out the whole read timeout again.
                     self._cancel_upload(repo, push, what, location)
                 location = None
                 retryable = isinstance(e, TransportError) or (
