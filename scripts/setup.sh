@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Install what pycrane and its tests need, idempotently: the peers the tests run for real
-# (CNCF distribution, skopeo, umoci, Docker's daemon, htpasswd, curl, openssl) from Debian, and pycrane
+# (CNCF distribution, skopeo, umoci, Docker's daemon, busybox for containers Docker runs,
+# htpasswd, curl, openssl) from Debian, and pycrane
 # with its test and dev extras into ./.venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 for tool in docker-registry:docker-registry skopeo:skopeo umoci:umoci dockerd:docker.io \
-            htpasswd:apache2-utils curl:curl openssl:openssl; do
+            busybox:busybox-static htpasswd:apache2-utils curl:curl openssl:openssl; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool##*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
