@@ -66,6 +66,10 @@ def docker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Docker]:
     argv = [dockerd, "--storage-driver", "vfs", "--iptables=false", "--ip-masq=false"]
     argv += ["--bridge=none", "-H", f"unix://{sock}", "--pidfile", str(root / "dockerd.pid")]
     argv += ["--data-root", str(root / "data"), "--exec-root", str(root / "exec")]
+    # If a system containerd is running, dockerd uses it: keep out of the system
+    # Docker's namespaces.
+    argv += ["--containerd-namespace", "pycrane-tests"]
+    argv += ["--containerd-plugins-namespace", "pycrane-tests-plugins"]
     proc = subprocess.Popen(
         argv,
         stdout=log,
