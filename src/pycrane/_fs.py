@@ -329,8 +329,10 @@ class Writeback:
     def wrote(self, n: int) -> None:
         """Account for ``n`` more bytes written after the previous ones."""
         self._written += n
+        if _FADV_DONTNEED is None or self._written - self._done < WRITEBACK_STEP:
+            return
         advise = getattr(os, "posix_fadvise", None)  # absent on Windows and macOS
-        if _FADV_DONTNEED is None or advise is None or self._written - self._done < WRITEBACK_STEP:
+        if advise is None:
             return
         try:
             advise(self._fd, self._done, self._written - self._done, _FADV_DONTNEED)
@@ -389,7 +391,7 @@ def fsync_file(f: BinaryIO | int) -> None:
 
 def _full_fsync(fd: int) -> bool:
     """macOS, where fsync leaves data in the drive's cache: ``F_FULLFSYNC``; False elsewhere."""
-    if sys.platform != "darwin" or not IS_MACOS:
+    if sys.platform != "darwin":  # IS_MACOS, spelled so that mypy narrows the platform
         return False
     import fcntl
 

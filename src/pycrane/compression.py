@@ -256,6 +256,7 @@ class _ZstdReader(io.RawIOBase):
         # ~2 ms of start-up every gzip-only command would otherwise pay.
         import zstandard
 
+        self._error = zstandard.ZstdError
         self._r = zstandard.ZstdDecompressor().stream_reader(
             cast(BinaryIO, self._src), read_across_frames=True, closefd=False
         )
@@ -264,11 +265,9 @@ class _ZstdReader(io.RawIOBase):
         return True
 
     def readinto(self, b: Any) -> int:
-        import zstandard
-
         try:
             n: int = self._r.readinto(b)
-        except zstandard.ZstdError as e:
+        except self._error as e:
             raise CompressionError(f"zstd stream: corrupt data ({e})") from None
         if n == 0 and len(memoryview(b)) and not self._src.frames.complete():
             raise CompressionError("zstd stream: truncated (it ends inside a frame)")

@@ -360,20 +360,17 @@ class Layout:
             if not isinstance(source, Layer):
                 self.store.put(source(), digest=desc.digest, size=desc.size)
                 return
-            if not mt.is_distributable(desc.media_type) and desc.urls:
-                # Foreign layers are fetched from their URLs, not stored (like ggcr).
-                with contextlib.suppress(NotFoundError):
-                    self.store.put_from(
-                        source.compressed,
-                        digest=desc.digest,
-                        size=desc.size,
-                        progress=progress,
-                        stop=stop,
-                    )
-                return
-            self.store.put_from(
-                source.compressed, digest=desc.digest, size=desc.size, progress=progress, stop=stop
-            )
+            # Foreign layers are fetched from their URLs, so one that cannot be is skipped
+            # (like ggcr); every other blob must be stored.
+            foreign = not mt.is_distributable(desc.media_type) and bool(desc.urls)
+            with contextlib.suppress(NotFoundError) if foreign else contextlib.nullcontext():
+                self.store.put_from(
+                    source.compressed,
+                    digest=desc.digest,
+                    size=desc.size,
+                    progress=progress,
+                    stop=stop,
+                )
 
         bounded_map(lambda item: write_one(*item), plan.blobs.values(), jobs, stop=stop)
         for raw, desc in plan.manifests:
