@@ -22,14 +22,24 @@ CLI can print it as is::
     ├── TransportError          the network failed (connection, TLS, timeout)
     └── RegistryError           a registry answered with an error status
         ├── AuthenticationError 401, or a token exchange that failed
-        └── PermissionDenied    403
+        ├── PermissionDenied    403
+        └── RegistryNotFound    404 (also a NotFoundError)
+
+:class:`ErrorCode` lists the distribution spec's error codes; the client reads them
+from error bodies and pycrane's registry server writes them, so both speak one
+vocabulary. ``is_temporary()`` on :class:`TransportError` and :class:`RegistryError`
+is the one answer to "is this worth retrying?".
 """
 
 from __future__ import annotations
 
+import enum
+
 __all__ = [
+    "AuthenticationError",
     "CompressionError",
     "DigestMismatch",
+    "ErrorCode",
     "InvalidDigest",
     "InvalidPlatform",
     "InvalidReference",
@@ -38,9 +48,9 @@ __all__ = [
     "NoMatchingPlatform",
     "NotFoundError",
     "PycraneError",
-    "RegistryError",
-    "AuthenticationError",
     "PermissionDenied",
+    "RegistryError",
+    "RegistryNotFound",
     "SizeMismatch",
     "StoreError",
     "TarballError",
@@ -120,8 +130,95 @@ class UnsafePathError(PycraneError, ValueError):
     """A tar entry has an absolute path, ``..``, or a link that escapes its root."""
 
 
+class ErrorCode(str, enum.Enum):
+    """The distribution spec's error codes; ``status`` and ``message`` are what each implies.
+
+    A ``str`` enum, so ``ErrorCode.BLOB_UNKNOWN == "BLOB_UNKNOWN"`` and a code read
+    from a registry's error body compares with it directly.
+    """
+
+    BLOB_UNKNOWN = "BLOB_UNKNOWN"
+    BLOB_UPLOAD_INVALID = "BLOB_UPLOAD_INVALID"
+    BLOB_UPLOAD_UNKNOWN = "BLOB_UPLOAD_UNKNOWN"
+    DIGEST_INVALID = "DIGEST_INVALID"
+    MANIFEST_BLOB_UNKNOWN = "MANIFEST_BLOB_UNKNOWN"
+    MANIFEST_INVALID = "MANIFEST_INVALID"
+    MANIFEST_UNKNOWN = "MANIFEST_UNKNOWN"
+    NAME_INVALID = "NAME_INVALID"
+    NAME_UNKNOWN = "NAME_UNKNOWN"
+    SIZE_INVALID = "SIZE_INVALID"
+    TAG_INVALID = "TAG_INVALID"
+    UNAUTHORIZED = "UNAUTHORIZED"
+    DENIED = "DENIED"
+    UNSUPPORTED = "UNSUPPORTED"
+    TOOMANYREQUESTS = "TOOMANYREQUESTS"
+    RANGE_INVALID = "RANGE_INVALID"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    PAGINATION_NUMBER_INVALID = "PAGINATION_NUMBER_INVALID"
+    UNKNOWN = "UNKNOWN"
+
+    @property
+    def status(self) -> int:
+        """The HTTP status the spec pairs with this code."""
+        return _CODE_INFO[self.value][0]
+
+    @property
+    def message(self) -> str:
+        """The spec's message for this code."""
+        return _CODE_INFO[self.value][1]
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def lookup(cls, code: str) -> ErrorCode:
+        """The member for ``code``; unknown codes (vendor extensions) map to UNKNOWN."""
+        try:
+            return cls(code)
+        except ValueError:
+            return cls.UNKNOWN
+
+
+_CODE_INFO: dict[str, tuple[int, str]] = {
+    "BLOB_UNKNOWN": (404, "blob unknown to registry"),
+    "BLOB_UPLOAD_INVALID": (400, "blob upload invalid"),
+    "BLOB_UPLOAD_UNKNOWN": (404, "blob upload unknown to registry"),
+    "DIGEST_INVALID": (400, "provided digest did not match uploaded content"),
+    "MANIFEST_BLOB_UNKNOWN": (400, "manifest references a manifest or blob unknown to registry"),
+    "MANIFEST_INVALID": (400, "manifest invalid"),
+    "MANIFEST_UNKNOWN": (404, "manifest unknown to registry"),
+    "NAME_INVALID": (400, "invalid repository name"),
+    "NAME_UNKNOWN": (404, "repository name not known to registry"),
+    "SIZE_INVALID": (400, "provided length did not match content length"),
+    "TAG_INVALID": (400, "manifest tag did not match URI"),
+    "UNAUTHORIZED": (401, "authentication required"),
+    "DENIED": (403, "requested access to the resource is denied"),
+    "UNSUPPORTED": (405, "the operation is unsupported"),
+    "TOOMANYREQUESTS": (429, "too many requests"),
+    "RANGE_INVALID": (416, "invalid content range"),
+    "PAYLOAD_TOO_LARGE": (413, "payload too large"),
+    "PAGINATION_NUMBER_INVALID": (400, "invalid number of results requested"),
+    "UNKNOWN": (500, "unknown error"),
+}
+
+#: HTTP statuses worth retrying: timeouts, rate limits, gateways and servers catching up.
+TEMPORARY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
 class TransportError(PycraneError):
-    """A connection, TLS handshake or timeout failed before a registry could answer."""
+    """A connection, TLS handshake or timeout failed before a registry could answer.
+
+    ``temporary`` is False for failures that an identical retry cannot cure (a
+    certificate error, a host name the resolver says does not exist).
+    """
+
+    def __init__(self, message: str, *, temporary: bool = True, host: str | None = None) -> None:
+        super().__init__(message)
+        self.temporary = temporary
+        self.host = host
+
+    def is_temporary(self) -> bool:
+        return self.temporary
 
 
 class RegistryError(PycraneError):
@@ -149,6 +246,14 @@ class RegistryError(PycraneError):
         """The distribution-spec error codes, e.g. ``("MANIFEST_UNKNOWN",)``."""
         return tuple(code for code, _ in self.errors)
 
+    def has_code(self, *codes: ErrorCode) -> bool:
+        """Whether the error body carries one of ``codes``."""
+        return any(c in self.codes for c in codes)
+
+    def is_temporary(self) -> bool:
+        """Whether the same request may succeed later (retryable status or TOOMANYREQUESTS)."""
+        return self.status in TEMPORARY_STATUSES or self.has_code(ErrorCode.TOOMANYREQUESTS)
+
 
 class AuthenticationError(RegistryError):
     """The registry refused our credentials (401), or a token exchange failed."""
@@ -156,3 +261,7 @@ class AuthenticationError(RegistryError):
 
 class PermissionDenied(RegistryError):
     """The registry understood who we are and refused the operation (403)."""
+
+
+class RegistryNotFound(RegistryError, NotFoundError):
+    """A registry answered 404 (manifest, blob, repository or tag unknown)."""

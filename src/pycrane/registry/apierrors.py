@@ -12,30 +12,12 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from pycrane.errors import ErrorCode
+
 __all__ = ["CODES", "ApiError"]
 
-#: code -> (HTTP status, the spec's message)
-CODES: dict[str, tuple[int, str]] = {
-    "BLOB_UNKNOWN": (404, "blob unknown to registry"),
-    "BLOB_UPLOAD_INVALID": (400, "blob upload invalid"),
-    "BLOB_UPLOAD_UNKNOWN": (404, "blob upload unknown to registry"),
-    "DIGEST_INVALID": (400, "provided digest did not match uploaded content"),
-    "MANIFEST_BLOB_UNKNOWN": (400, "manifest references a manifest or blob unknown to registry"),
-    "MANIFEST_INVALID": (400, "manifest invalid"),
-    "MANIFEST_UNKNOWN": (404, "manifest unknown to registry"),
-    "NAME_INVALID": (400, "invalid repository name"),
-    "NAME_UNKNOWN": (404, "repository name not known to registry"),
-    "SIZE_INVALID": (400, "provided length did not match content length"),
-    "TAG_INVALID": (400, "manifest tag did not match URI"),
-    "UNAUTHORIZED": (401, "authentication required"),
-    "DENIED": (403, "requested access to the resource is denied"),
-    "UNSUPPORTED": (405, "the operation is unsupported"),
-    "TOOMANYREQUESTS": (429, "too many requests"),
-    "RANGE_INVALID": (416, "invalid content range"),
-    "PAYLOAD_TOO_LARGE": (413, "payload too large"),
-    "PAGINATION_NUMBER_INVALID": (400, "invalid number of results requested"),
-    "UNKNOWN": (500, "unknown error"),
-}
+#: code -> (HTTP status, the spec's message), from the vocabulary the client shares.
+CODES: dict[str, tuple[int, str]] = {c.value: (c.status, c.message) for c in ErrorCode}
 
 
 class ApiError(Exception):

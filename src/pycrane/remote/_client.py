@@ -28,6 +28,7 @@ from pycrane.errors import (
     PermissionDenied,
     PycraneError,
     RegistryError,
+    RegistryNotFound,
     SizeMismatch,
     TransportError,
 )
@@ -83,10 +84,6 @@ class Token:
 
     def as_dict(self) -> dict[str, object]:
         return {"token": self.token, "expires_in": self.expires_in, "scopes": list(self.scopes)}
-
-
-class RegistryNotFound(RegistryError, NotFoundError):
-    """A registry answered 404 (manifest, blob, repository or tag unknown)."""
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from typing import Any, Union
 import urllib3
 from urllib3.exceptions import HTTPError as _Urllib3Error
 
-from pycrane.errors import TransportError
+from pycrane.errors import TEMPORARY_STATUSES, TransportError
 
 __all__ = ["Body", "Response", "RetryPolicy", "Transport", "redact_url"]
 
@@ -82,7 +82,7 @@ class RetryPolicy:
     max_backoff: float = 20.0
     jitter: float = 0.1
     max_retry_after: float = 60.0
-    statuses: frozenset[int] = field(default=frozenset({408, 429, 500, 502, 503, 504}))
+    statuses: frozenset[int] = field(default=TEMPORARY_STATUSES)
 
     def delay(self, attempt: int, retry_after: str | None = None) -> float:
         if retry_after:
