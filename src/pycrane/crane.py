@@ -281,8 +281,8 @@ def cached(obj: Image | ImageIndex, cache_path: str | os.PathLike[str]) -> Image
 
     store = BlobStore(cache_path)
     if is_index(obj):
-        return _CachedIndex(obj, store)  # type: ignore[arg-type]
-    return _CachedImage(obj, store)  # type: ignore[arg-type]
+        return _CachedIndex(obj, store)
+    return _CachedImage(obj, store)
 
 
 class _CachedLayer(LayerBase):

@@ -201,6 +201,6 @@ def _plain(d: Descriptor) -> Descriptor:
 def validate(obj: Image | ImageIndex, *, fast: bool = False) -> None:
     """:func:`validate_index` or :func:`validate_image`, whichever ``obj`` is."""
     if is_index(obj):
-        validate_index(obj, fast=fast)  # type: ignore[arg-type]
+        validate_index(obj, fast=fast)
     else:
-        validate_image(obj, fast=fast)  # type: ignore[arg-type]
+        validate_image(obj, fast=fast)

@@ -442,14 +442,14 @@ class Layout:
         """:meth:`append_image` or :meth:`append_index`, whichever ``obj`` is."""
         if is_index(obj):
             return self.append_index(
-                obj,  # type: ignore[arg-type]
+                obj,
                 ref_name=ref_name,
                 annotations=annotations,
                 jobs=jobs,
                 progress=progress,
             )
         return self.append_image(
-            obj,  # type: ignore[arg-type]
+            obj,
             ref_name=ref_name,
             annotations=annotations,
             jobs=jobs,
@@ -713,9 +713,9 @@ class _Plan:
             if child is None:
                 continue  # not an image or index (e.g. an artifact blob)
             if is_index(child):
-                self.add_index(child)  # type: ignore[arg-type]
+                self.add_index(child)
             else:
-                self.add_image(child)  # type: ignore[arg-type]
+                self.add_image(child)
         self._seen.add(desc.digest)
         self.manifests.append((raw, desc))
         return desc

@@ -12,13 +12,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, BinaryIO
 
 from pycrane.errors import ManifestError, NotFoundError
-from pycrane.tarball._memo import KeyedMemo
 from pycrane.v1 import mediatypes as mt
 from pycrane.v1.config import ConfigFile
 from pycrane.v1.descriptor import Descriptor
 from pycrane.v1.digest import Digest
 from pycrane.v1.image import Image, ImageBase, ImageIndex, ImageIndexBase, Layer, LayerBase
 from pycrane.v1.manifest import canonical_json
+from pycrane.v1.memo import Memo
 
 __all__ = ["DerivedImage", "DerivedIndex", "RetypedLayer", "docker_layer_type", "oci_layer_type"]
 
@@ -51,7 +51,7 @@ class RetypedLayer(LayerBase):
 
     def __init__(self, inner: Layer, media_type: str) -> None:
         super().__init__()
-        self._memo = KeyedMemo()  # type: ignore[assignment]  # nested lookups
+        self._memo = Memo()  # nested lookups
         self._inner = inner
         d = inner.descriptor()
         self._desc = Descriptor(
@@ -91,7 +91,7 @@ class DerivedImage(ImageBase):
         manifest: Callable[[JSON], JSON | None] | None = None,
     ) -> None:
         super().__init__()
-        self._memo = KeyedMemo()  # type: ignore[assignment]  # nested lookups
+        self._memo = Memo()  # nested lookups
         self._base = base
         self._edit_config = config
         self._raw_config_override = raw_config
@@ -184,7 +184,7 @@ class DerivedIndex(ImageIndexBase):
         children: Mapping[Digest, Image | ImageIndex | None] | None = None,
     ) -> None:
         super().__init__()
-        self._memo = KeyedMemo()  # type: ignore[assignment]  # nested lookups
+        self._memo = Memo()  # nested lookups
         self._base = base
         self._edit = manifest
         self._replace = dict(children or {})

@@ -17,13 +17,13 @@ from pycrane.mutate.image import (
     docker_layer_type,
     oci_layer_type,
 )
-from pycrane.tarball._memo import KeyedMemo
 from pycrane.tarball.layer import SpooledLayer, media_type_for, spool_tar
 from pycrane.v1 import mediatypes as mt
 from pycrane.v1.config import ConfigFile
 from pycrane.v1.descriptor import Descriptor
 from pycrane.v1.digest import Digest
 from pycrane.v1.image import Image, ImageIndex, Layer, LayerBase, is_index
+from pycrane.v1.memo import Memo
 from pycrane.v1.platform import Platform
 
 __all__ = [
@@ -217,8 +217,8 @@ def annotations(obj: ImageIndex, mapping: Mapping[str, str | None]) -> ImageInde
 def annotations(obj: Image | ImageIndex, mapping: Mapping[str, str | None]) -> Any:
     """An image or index with manifest annotations merged in (``None`` removes one)."""
     if is_index(obj):
-        return DerivedIndex(obj, manifest=_edit_annotations(mapping))  # type: ignore[arg-type]
-    return DerivedImage(obj, manifest=_edit_annotations(mapping))  # type: ignore[arg-type]
+        return DerivedIndex(obj, manifest=_edit_annotations(mapping))
+    return DerivedImage(obj, manifest=_edit_annotations(mapping))
 
 
 @overload
@@ -239,7 +239,7 @@ def media_type(obj: Image | ImageIndex, new: str) -> Any:
             o["mediaType"] = new
             return o
 
-        return DerivedIndex(obj, manifest=edit_index)  # type: ignore[arg-type]
+        return DerivedIndex(obj, manifest=edit_index)
     if not mt.is_image(new):
         raise ManifestError(f"media type {new!r}: expected an image manifest media type")
 
@@ -263,7 +263,7 @@ def media_type(obj: Image | ImageIndex, new: str) -> Any:
                 layer["mediaType"] = oci_layer_type(layer.get("mediaType"))
         return o
 
-    return DerivedImage(obj, manifest=edit)  # type: ignore[arg-type]
+    return DerivedImage(obj, manifest=edit)
 
 
 def _is_attestation(desc_annotations: Mapping[str, str]) -> bool:
@@ -282,7 +282,7 @@ def flatten(obj: Image | ImageIndex, *, compression: Compression = "gzip") -> An
     flattened in parallel when the index is serialised.
     """
     if is_index(obj):
-        idx: ImageIndex = obj  # type: ignore[assignment]
+        idx: ImageIndex = obj
         replace: dict[Any, Image | ImageIndex | None] = {}
         todo: list[Image | ImageIndex] = []
         for d in idx.index_manifest().manifests:
@@ -296,7 +296,7 @@ def flatten(obj: Image | ImageIndex, *, compression: Compression = "gzip") -> An
                 replace[d.digest] = new
                 todo.append(new)
         return _ParallelIndex(idx, replace, todo)
-    img: Image = obj  # type: ignore[assignment]
+    img: Image = obj
     docker = img.media_type() == mt.DOCKER_MANIFEST
     lazy = _FlatLayer(img, compression, media_type_for(compression, docker=docker))
 
@@ -337,7 +337,7 @@ class _FlatLayer(LayerBase):
 
     def __init__(self, img: Image, compression: Compression, media_type: str) -> None:
         super().__init__()
-        self._memo = KeyedMemo()  # type: ignore[assignment]  # nested lookups
+        self._memo = Memo()  # nested lookups
         self._img = img
         self._compression = compression
         self._media_type = media_type

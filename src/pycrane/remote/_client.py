@@ -1038,9 +1038,9 @@ class Client:
             children = _map(lambda d: _child(node, d), todo, jobs)
             for d, child in zip(todo, children, strict=True):
                 if is_index(child):
-                    walk(child, depth + 1)  # type: ignore[arg-type]
+                    walk(child, depth + 1)
                 elif mt.is_image(d.media_type) or hasattr(child, "layers"):
-                    blobs.extend(self._blobs_of(child))  # type: ignore[arg-type]
+                    blobs.extend(self._blobs_of(child))
                 levels.setdefault(depth, []).append((child.raw_manifest(), child.media_type()))
 
         walk(idx, 0)
@@ -1066,8 +1066,8 @@ class Client:
     ) -> Descriptor:
         """Push an image or an index."""
         if is_index(obj):
-            return self.write_index(ref, obj, jobs=jobs, progress=progress)  # type: ignore[arg-type]
-        return self.write_image(ref, obj, jobs=jobs, progress=progress)  # type: ignore[arg-type]
+            return self.write_index(ref, obj, jobs=jobs, progress=progress)
+        return self.write_image(ref, obj, jobs=jobs, progress=progress)
 
     def tag(self, ref: str | Reference, new_tag: str) -> Descriptor:
         """Point ``new_tag`` (in the same repository) at what ``ref`` points at."""

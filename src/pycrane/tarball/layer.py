@@ -21,11 +21,11 @@ from typing import Any, BinaryIO, cast
 from pycrane import compression as comp
 from pycrane.compression import CHUNK, Compression
 from pycrane.errors import TarballError
-from pycrane.tarball._memo import KeyedMemo
 from pycrane.v1 import mediatypes as mt
 from pycrane.v1.descriptor import Descriptor
 from pycrane.v1.digest import Digest, DigestHasher
 from pycrane.v1.image import LayerBase
+from pycrane.v1.memo import Memo
 
 __all__ = [
     "FileLayer",
@@ -101,7 +101,7 @@ class SpooledLayer(LayerBase):
         diff_id: Digest | None,
     ) -> None:
         super().__init__(diff_id)
-        self._memo = KeyedMemo()  # type: ignore[assignment]  # nested lookups
+        self._memo = Memo()  # nested lookups
         self._fh = fh
         self._lock = threading.Lock()
         self._desc = descriptor
@@ -251,7 +251,7 @@ class FileLayer(LayerBase):
         annotations: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__()
-        self._memo = KeyedMemo()  # type: ignore[assignment]  # nested lookups
+        self._memo = Memo()  # nested lookups
         self._path = path
         self._media_type = media_type
         self._annotations = dict(annotations or {})
@@ -310,7 +310,7 @@ class _LazySpool(LayerBase):
         annotations: Mapping[str, str] | None,
     ) -> None:
         super().__init__()
-        self._memo = KeyedMemo()  # type: ignore[assignment]  # nested lookups
+        self._memo = Memo()  # nested lookups
         self._path = path
         self._compression = compression
         self._media_type = media_type

@@ -35,7 +35,6 @@ from pycrane.errors import (
     TarballError,
 )
 from pycrane.name import Reference, Tag, parse_reference
-from pycrane.tarball._memo import KeyedMemo
 from pycrane.tarball.layer import SpooledLayer, media_type_for, slice_reader, spool_tar
 from pycrane.v1 import mediatypes as mt
 from pycrane.v1.config import ConfigFile
@@ -43,6 +42,7 @@ from pycrane.v1.descriptor import Descriptor
 from pycrane.v1.digest import Digest, DigestHasher
 from pycrane.v1.image import ImageBase, Layer, LayerBase
 from pycrane.v1.manifest import Index, Manifest, parse_manifest
+from pycrane.v1.memo import Memo
 
 __all__ = [
     "Tarball",
@@ -346,7 +346,7 @@ class _MemberLayer(LayerBase):
         desc: Descriptor | None,
     ) -> None:
         super().__init__(diff_id)
-        self._memo = KeyedMemo()  # type: ignore[assignment]  # nested lookups
+        self._memo = Memo()  # nested lookups
         self._tb = tb
         self._name = name
         self._mt = media_type
@@ -366,7 +366,7 @@ class _PlainMemberLayer(LayerBase):
 
     def __init__(self, tb: Tarball, name: str, media_type: str, diff_id: Digest | None) -> None:
         super().__init__(diff_id)
-        self._memo = KeyedMemo()  # type: ignore[assignment]  # nested lookups
+        self._memo = Memo()  # nested lookups
         self._tb = tb
         self._name = name
         self._mt = media_type
@@ -393,7 +393,7 @@ class TarballImage(ImageBase):
 
     def __init__(self, tb: Tarball, entry: TarballEntry) -> None:
         super().__init__()
-        self._memo = KeyedMemo()  # type: ignore[assignment]  # nested lookups
+        self._memo = Memo()  # nested lookups
         self._tb = tb
         self.entry = entry
         self._layers_by_digest: dict[Digest, Layer] = {}
@@ -506,7 +506,7 @@ class _Retyped(LayerBase):
 
     def __init__(self, inner: Layer, desc: Descriptor) -> None:
         super().__init__()
-        self._memo = KeyedMemo()  # type: ignore[assignment]  # nested lookups
+        self._memo = Memo()  # nested lookups
         self._inner = inner
         self._desc = desc
 

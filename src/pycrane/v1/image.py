@@ -16,10 +16,9 @@ Parsed manifests and configs are memoised; layer content is always streamed.
 from __future__ import annotations
 
 import io
-import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
-from typing import BinaryIO, Protocol, TypeVar, runtime_checkable
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, BinaryIO, Protocol, runtime_checkable
 
 from pycrane import compression
 from pycrane.errors import ManifestError, NotFoundError
@@ -28,6 +27,10 @@ from pycrane.v1.config import ConfigFile
 from pycrane.v1.descriptor import Descriptor
 from pycrane.v1.digest import Digest, DigestHasher, VerifyingReader
 from pycrane.v1.manifest import Index, Manifest, parse_manifest
+from pycrane.v1.memo import Memo
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeIs
 
 __all__ = [
     "BytesLayer",
@@ -85,32 +88,18 @@ class ImageIndex(Protocol):
     def descriptor(self) -> Descriptor: ...
     def image(self, digest: Digest) -> Image: ...
     def image_index(self, digest: Digest) -> ImageIndex: ...
+    def child(self, descriptor: Descriptor) -> Image | ImageIndex:
+        """The image or index that one of this index's entries points at."""
+        ...
 
 
-_T = TypeVar("_T")
+def is_index(obj: Image | ImageIndex) -> TypeIs[ImageIndex]:
+    """Whether an image-or-index object is an index (it has ``index_manifest``).
 
-
-def is_index(obj: Image | ImageIndex) -> bool:
-    """Whether an image-or-index object is an index (it has ``index_manifest``)."""
+    A type guard both ways: after ``if is_index(x)`` the checker knows ``x`` is an
+    :class:`ImageIndex`, and in the ``else`` branch that it is an :class:`Image`.
+    """
     return hasattr(obj, "index_manifest")
-
-
-class _Memo:
-    """Thread-safe memoisation of a few expensive accessors per object."""
-
-    def __init__(self) -> None:
-        self._lock = threading.RLock()  # re-entrant: a memoised accessor may call another
-        self._values: dict[str, object] = {}
-
-    def get(self, key: str, compute: Callable[[], _T]) -> _T:
-        try:
-            return self._values[key]  # type: ignore[return-value]
-        except KeyError:
-            pass
-        with self._lock:
-            if key not in self._values:
-                self._values[key] = compute()
-            return self._values[key]  # type: ignore[return-value]
 
 
 class LayerBase(ABC):
@@ -121,7 +110,7 @@ class LayerBase(ABC):
     """
 
     def __init__(self, diff_id: Digest | None = None) -> None:
-        self._memo = _Memo()
+        self._memo = Memo()
         self._diff_id = diff_id
 
     @abstractmethod
@@ -196,7 +185,7 @@ class ImageBase(ABC):
     """Implements :class:`Image` from a raw manifest, a raw config and per-layer access."""
 
     def __init__(self) -> None:
-        self._memo = _Memo()
+        self._memo = Memo()
 
     @abstractmethod
     def raw_manifest(self) -> bytes: ...
@@ -273,7 +262,7 @@ class ImageIndexBase(ABC):
     """Implements :class:`ImageIndex` from a raw manifest and per-child access."""
 
     def __init__(self) -> None:
-        self._memo = _Memo()
+        self._memo = Memo()
 
     @abstractmethod
     def raw_manifest(self) -> bytes: ...
@@ -319,13 +308,13 @@ class ImageIndexBase(ABC):
         child = self.child(self._find(digest))
         if is_index(child):
             raise ManifestError(f"index {self.digest()}: child {digest} is an index, not an image")
-        return child  # type: ignore[return-value]
+        return child
 
     def image_index(self, digest: Digest) -> ImageIndex:
         child = self.child(self._find(digest))
         if not is_index(child):
             raise ManifestError(f"index {self.digest()}: child {digest} is an image, not an index")
-        return child  # type: ignore[return-value]
+        return child
 
     def children(self) -> list[tuple[Descriptor, Image | ImageIndex]]:
         """Every child with its descriptor, in index order."""
@@ -406,7 +395,7 @@ class SimpleIndex(ImageIndexBase):
                 desc = child.descriptor()
                 if not is_index(child):
                     try:
-                        plat = child.config_file().platform  # type: ignore[union-attr]
+                        plat = child.config_file().platform
                     except ManifestError:
                         plat = None
                     desc = desc.with_platform(plat)

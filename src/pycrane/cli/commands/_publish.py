@@ -20,9 +20,9 @@ def push_result(opts: Options, target: Reference, obj: Image | ImageIndex, *, jo
     client = opts.client()
     with progress_for(opts.quiet, title="push") as sink:
         if is_index(obj):
-            client.write_index(target, obj, jobs=jobs, progress=sink)  # type: ignore[arg-type]
+            client.write_index(target, obj, jobs=jobs, progress=sink)
         else:
-            client.write_image(target, obj, jobs=jobs, progress=sink)  # type: ignore[arg-type]
+            client.write_image(target, obj, jobs=jobs, progress=sink)
     result = f"{target.repository.name}@{obj.digest()}"
     out.line(result)
     return result

@@ -112,6 +112,6 @@ def mutate(
         obj = m.annotations(obj, annotations)
     if output:
         assert not is_index(obj)
-        save_tarball(output, tag, obj)  # type: ignore[arg-type]
+        save_tarball(output, tag, obj)
         return
     push_result(opts, target_ref(ref, tag, repo, obj), obj)
