@@ -393,12 +393,15 @@ def test_index_platforms_pull_copy_filter(
     )
     assert "--format oci" in line
 
-    # copy --platform pushes a filtered index; copy without keeps the whole index.
+    # copy --platform P copies P's image, as crane does; several push a filtered index;
+    # copy without keeps the whole index.
     cli("copy", f"{repo}:v1", f"{repo}-copy:all")
     assert cli.out("digest", f"{repo}-copy:all") == str(idx.digest())
     cli("copy", "--platform", "linux/arm64", f"{repo}:v1", f"{repo}-copy:arm")
-    filtered = cli.out("index", "list", f"{repo}-copy:arm").splitlines()
-    assert [line.split("\t")[2] for line in filtered] == ["linux/arm64"]
+    assert cli.out("digest", f"{repo}-copy:arm") == str(by_platform["linux/arm64"])
+    cli("copy", "--platform", "linux/arm64,linux/arm/v7", f"{repo}:v1", f"{repo}-copy:arms")
+    filtered = cli.out("index", "list", f"{repo}-copy:arms").splitlines()
+    assert [line.split("\t")[2] for line in filtered] == ["linux/arm64", "linux/arm/v7"]
 
     out = cli.out("index", "filter", "--platform", "linux/amd64", f"{repo}:v1", "-t", f"{repo}:amd")
     assert out.startswith(f"{repo}@sha256:")

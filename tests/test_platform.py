@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from pycrane.errors import InvalidPlatform, ManifestError
 from pycrane.v1 import mediatypes as mt
 from pycrane.v1.descriptor import Descriptor
-from pycrane.v1.platform import DEFAULT_PLATFORM, Platform, _host_arch, select
+from pycrane.v1.match import select
+from pycrane.v1.platform import DEFAULT_PLATFORM, Platform, _host_arch
 
 
 @pytest.mark.parametrize(

@@ -191,13 +191,23 @@ def test_copy_between_registries_streams(
     dst = f"{dst_reg.host}/{unique('cp/y')}:multi"
     c2.copy(src, dst)
     assert c2.get(dst).raw == idx.raw_manifest()
-    # Only one platform: a new, filtered index.
+    # One platform, as crane does: that platform's image, byte for byte, and nothing else.
+    arm = c2.image(src, "linux/arm64")
+    amd = c2.image(src, "linux/amd64")
     dst2 = f"{dst_reg.host}/{unique('cp/y')}:arm"
     out = c2.copy(src, dst2, platforms=["linux/arm64"])
     assert isinstance(out, Descriptor)
-    filtered = c2.index(dst2).index_manifest()
-    assert [str(d.platform) for d in filtered.manifests] == ["linux/arm64"]
-    assert c2.image(dst2, "linux/arm64").digest() == c2.image(src, "linux/arm64").digest()
+    assert out.digest == arm.digest()
+    assert c2.get(dst2).raw == arm.raw_manifest()
+    dst2_repo = parse_reference(dst2).repository
+    assert not c2.blob_exists(dst2_repo, amd.config_name())
+    for layer in amd.manifest().layers:
+        assert not c2.blob_exists(dst2_repo, layer.digest)
+    assert c2.exists(dst2_repo.digest(amd.digest())) is None
+    # Several platforms: a new, filtered index (pycrane's extension).
+    dst3 = f"{dst_reg.host}/{unique('cp/y')}:both"
+    c2.copy(src, dst3, platforms=["linux/arm64", "linux/amd64"])
+    assert c2.get(dst3).raw == idx.raw_manifest()  # nothing dropped: the index as it was
 
 
 def test_copy_all_tags_and_no_clobber(registry_server: Any, client: Client) -> None:
@@ -338,13 +348,13 @@ def test_nondistributable_layers_are_skipped(distribution: Any) -> None:
 def test_inline_data_needs_no_request(distribution: Any, client: Client) -> None:
     data = b'{"hello":"inline"}'
     d = replace(Descriptor.from_bytes("application/json", data), data=data)
-    layer = RemoteLayer(client, Repository.parse(f"{distribution.host}/nothing/here"), d)
+    layer = RemoteLayer(client.fetcher, Repository.parse(f"{distribution.host}/nothing/here"), d)
     assert layer_bytes(layer) == data
     bad = Descriptor(
         media_type="application/json", digest=Digest.from_bytes(b"x"), size=len(data), data=data
     )
     with pytest.raises(DigestMismatch):
-        layer_bytes(RemoteLayer(client, Repository.parse(f"{distribution.host}/n/h"), bad))
+        layer_bytes(RemoteLayer(client.fetcher, Repository.parse(f"{distribution.host}/n/h"), bad))
 
 
 def test_concurrent_pushes_of_overlapping_images(registry_server: Any) -> None:
@@ -482,10 +492,15 @@ def test_copy_platforms_filters_nested_indexes(registry_server: Any, client: Cli
     src = f"{host}/{unique('nestf/src')}:v"
     client.write_index(src, outer)
     dst = f"{host}/{unique('nestf/dst')}:v"
-    client.copy(src, dst, platforms=["linux/ppc64le"])
+    # Two platforms (one absent): a filtered index, its nested index filtered too.
+    client.copy(src, dst, platforms=["linux/ppc64le", "linux/s390x"])
     assert (
         client.image(dst, "linux/ppc64le").digest() == client.image(src, "linux/ppc64le").digest()
     )
+    # One platform: the image found inside the nested index, as crane copies it.
+    one = f"{host}/{unique('nestf/dst')}:one"
+    client.copy(src, one, platforms=["linux/ppc64le"])
+    assert client.get(one).raw == client.image(src, "linux/ppc64le").raw_manifest()
     with pytest.raises(NoMatchingPlatform):
         client.image(dst, "linux/amd64")
     with pytest.raises(NoMatchingPlatform):

@@ -21,7 +21,8 @@ from pycrane.name import Repository, parse_reference
 from pycrane.random import random_image
 from pycrane.remote import Client, Credential, Keychain, StaticKeychain
 from pycrane.remote._challenge import parse_challenges, pick_challenge
-from pycrane.remote._transport import RetryPolicy, parse_retry_after, redact_url
+from pycrane.remote._retry import RetryPolicy, parse_retry_after
+from pycrane.remote._transport import redact_url
 from tests.tokenserver import TokenServer
 
 FAST = RetryPolicy(backoff=0.01, max_backoff=0.05)
@@ -412,7 +413,8 @@ def test_oversized_token_response_is_refused(distribution_factory: Any, tmp_path
 
 
 def test_link_header_parsing() -> None:
-    from pycrane.remote._client import _next_link, _with_digest
+    from pycrane.remote._list import next_link as _next_link
+    from pycrane.remote._pusher import _with_digest
     from pycrane.v1.digest import Digest
 
     cur = "http://r:5000/v2/a/tags/list?n=2"

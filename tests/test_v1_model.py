@@ -31,7 +31,8 @@ from pycrane.v1.descriptor import Descriptor
 from pycrane.v1.digest import Digest, VerifyingReader
 from pycrane.v1.image import BytesLayer, ImageBase, Layer, LayerBase, SimpleIndex, is_index
 from pycrane.v1.manifest import Index, Manifest, canonical_json, detect_media_type, parse_manifest
-from pycrane.v1.platform import Platform, select
+from pycrane.v1.match import select
+from pycrane.v1.platform import Platform
 
 
 def _sha(data: bytes) -> str:

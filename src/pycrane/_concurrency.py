@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import TypeVar
 
-__all__ = ["Stopped", "bounded_map"]
+__all__ = ["SingleFlight", "Stopped", "bounded_map"]
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")
@@ -69,3 +69,42 @@ def _give_up(futures: list[Future[_R]], stop: threading.Event | None) -> None:
         stop.set()
     for f in futures:
         f.cancel()
+
+
+class SingleFlight:
+    """Run each key's work once; callers arriving meanwhile wait for the first one's result.
+
+    Per operation the result is kept (a blob is uploaded once however often it
+    recurs). With ``forget`` the key is dropped when the work ends: the client uses
+    that to merge concurrent uploads of one blob by separate operations, which some
+    registries (distribution 2.8) do not survive, while later operations check again.
+    """
+
+    def __init__(self, *, forget: bool = False) -> None:
+        self._lock = threading.Lock()
+        self._futures: dict[str, Future[None]] = {}
+        self._forget = forget
+
+    def run(self, key: str, fn: Callable[[], None]) -> bool:
+        """Whether this caller did the work (False: it waited for another's)."""
+        with self._lock:
+            fut = self._futures.get(key)
+            owner = fut is None
+            if fut is None:
+                fut = Future()
+                self._futures[key] = fut
+        if not owner:
+            fut.result()
+            return False
+        try:
+            fn()
+        except BaseException as e:
+            fut.set_exception(e)
+            raise
+        else:
+            fut.set_result(None)
+        finally:
+            if self._forget:
+                with self._lock:
+                    self._futures.pop(key, None)
+        return True

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, BinaryIO, Literal
 
-from pycrane.errors import ManifestError, NoMatchingPlatform
+from pycrane.errors import ManifestError
 from pycrane.name import DigestRef, Reference, parse_reference
 from pycrane.progress import ProgressSink
 from pycrane.v1 import mediatypes as mt
@@ -34,9 +34,9 @@ from pycrane.v1.image import (
     ImageIndexBase,
     Layer,
     LayerBase,
-    SimpleIndex,
     is_index,
 )
+from pycrane.v1.match import filter_index, select_image
 from pycrane.v1.platform import Platform
 
 if TYPE_CHECKING:
@@ -75,39 +75,6 @@ def _platforms(values: Sequence[Platform | str] | None) -> list[Platform]:
 # ----------------------------------------------------------------------- resolving
 
 
-def filter_index(
-    index: ImageIndex, platforms: Sequence[Platform | str], what: str = "index"
-) -> ImageIndex:
-    """A new index keeping only the children that satisfy one of ``platforms``.
-
-    Children without a platform (attestations, artifacts) are dropped; the index's
-    media type and annotations are kept. :class:`NoMatchingPlatform` lists what the
-    index offers when nothing matches.
-    """
-    wanted = _platforms(platforms)
-    kept: list[tuple[Descriptor | None, Image | ImageIndex]] = []
-    offered: list[str] = []
-    for desc in index.index_manifest().manifests:
-        if desc.platform is None:
-            continue
-        offered.append(str(desc.platform))
-        if any(p.satisfied_by(desc.platform) for p in wanted):
-            if mt.is_index(desc.media_type):
-                kept.append((desc, index.image_index(desc.digest)))
-            else:
-                kept.append((desc, index.image(desc.digest)))
-    if not kept:
-        raise NoMatchingPlatform(
-            f"{what}: no child for {', '.join(map(str, wanted))} "
-            f"(the index offers {', '.join(offered) or 'no platforms'})"
-        )
-    return SimpleIndex.build(
-        kept,
-        media_type=index.media_type(),
-        annotations=index.index_manifest().annotations or None,
-    )
-
-
 def image_or_index(
     ref: str | Reference,
     platforms: Sequence[Platform | str] = (),
@@ -119,16 +86,16 @@ def image_or_index(
     One platform: that image. Several: the index keeping only them. None: the image,
     or the whole index.
     """
-    r = parse_reference(ref)
+    r = parse_reference(ref) if isinstance(ref, str) else ref
     wanted = _platforms(platforms)
     with _client(client) as c:
-        if len(wanted) == 1:
-            return c.image(r, wanted[0])
         rd = c.get(r)
-        if rd.is_index():
-            idx: ImageIndex = rd.index()
-            return filter_index(idx, wanted, str(r)) if wanted else idx
-        return rd.image()
+        if not rd.is_index():
+            return rd.image()
+        idx = rd.index()
+        if len(wanted) == 1:
+            return select_image(idx, wanted[0], f"index {r}")
+        return filter_index(idx, wanted, f"index {r}") if wanted else idx
 
 
 def load(

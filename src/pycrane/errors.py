@@ -209,12 +209,23 @@ class TransportError(PycraneError):
     """A connection, TLS handshake or timeout failed before a registry could answer.
 
     ``temporary`` is False for failures that an identical retry cannot cure (a
-    certificate error, a host name the resolver says does not exist).
+    certificate error, a host name the resolver says does not exist). ``kind`` says
+    where it failed: ``"connect"`` (nothing accepted the connection), ``"dns"``,
+    ``"tls"``, ``"timeout"`` (connected, then no answer in time), ``"read"`` (a body
+    broke off), ``"protocol"``, or None; ``host`` is the host that failed.
     """
 
-    def __init__(self, message: str, *, temporary: bool = True, host: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        temporary: bool = True,
+        kind: str | None = None,
+        host: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.temporary = temporary
+        self.kind = kind
         self.host = host
 
     def is_temporary(self) -> bool:

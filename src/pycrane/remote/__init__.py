@@ -19,11 +19,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from pycrane.errors import RegistryNotFound
 from pycrane.name import Reference, Registry, Repository
 from pycrane.progress import ProgressSink
-from pycrane.remote._client import Client, RegistryNotFound, RemoteDescriptor, Token
-from pycrane.remote._image import RemoteImage, RemoteIndex, RemoteLayer
-from pycrane.remote._transport import RetryPolicy
+from pycrane.remote._client import Client, Token
+from pycrane.remote._image import RemoteDescriptor, RemoteImage, RemoteIndex, RemoteLayer
+from pycrane.remote._retry import RetryPolicy
 from pycrane.remote.keychain import ANONYMOUS, Credential, Keychain, StaticKeychain
 from pycrane.v1.descriptor import Descriptor
 from pycrane.v1.digest import Digest

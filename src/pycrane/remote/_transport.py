@@ -10,25 +10,22 @@ urllib3 failure into a one-line :class:`~pycrane.errors.TransportError`.
 from __future__ import annotations
 
 import contextlib
-import email.utils
 import ipaddress
 import logging
 import os
-import random
 import socket
-import time
 import urllib.parse
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import Any, Union
 
 import urllib3
 from urllib3.exceptions import HTTPError as _Urllib3Error
 
-from pycrane.errors import TEMPORARY_STATUSES, TransportError
+from pycrane.errors import TransportError
+from pycrane.remote._retry import Retrier, RetryPolicy
 
-__all__ = ["Body", "Response", "RetryPolicy", "Transport", "redact_url"]
+__all__ = ["Body", "Response", "Transport", "redact_url"]
 
 log = logging.getLogger("pycrane.remote")
 
@@ -66,47 +63,6 @@ def redact_url(url: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How often and how patiently to retry transient failures.
-
-    ``attempts`` counts every try (1 = never retry). The wait before retry ``n``
-    (from 0) is ``backoff * factor**n`` with ``jitter`` (a fraction) added, capped
-    at ``max_backoff``; a ``Retry-After`` header replaces it, capped at
-    ``max_retry_after``.
-    """
-
-    attempts: int = 4
-    backoff: float = 0.5
-    factor: float = 3.0
-    max_backoff: float = 20.0
-    jitter: float = 0.1
-    max_retry_after: float = 60.0
-    statuses: frozenset[int] = field(default=TEMPORARY_STATUSES)
-
-    def delay(self, attempt: int, retry_after: str | None = None) -> float:
-        if retry_after:
-            seconds = parse_retry_after(retry_after)
-            if seconds is not None:
-                return min(max(seconds, 0.0), self.max_retry_after)
-        base = min(self.backoff * (self.factor**attempt), self.max_backoff)
-        return base * (1.0 + random.uniform(0.0, self.jitter))
-
-
-def parse_retry_after(value: str) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date."""
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
 class Response:
     """A response whose body may still be streaming; close it (or read it) when done."""
 
@@ -126,6 +82,11 @@ class Response:
     @property
     def status(self) -> int:
         return self.raw.status
+
+    @property
+    def reason(self) -> str:
+        """The status line's reason phrase ("" when the server sent none)."""
+        return self.raw.reason or ""
 
     @property
     def headers(self) -> Any:
@@ -151,11 +112,8 @@ class Response:
                 chunks.append(data)
                 total += len(data)
             body = b"".join(chunks)
-        except _Urllib3Error as e:
-            raise TransportError(
-                f"{self.method} {redact_url(self.url)}: connection failed while reading "
-                f"the response ({_reason(e)})"
-            ) from None
+        except (_Urllib3Error, OSError) as e:
+            raise self._broken(e) from None
         finally:
             self.close()
         if len(body) > limit:
@@ -163,7 +121,20 @@ class Response:
         return body, False
 
     def read(self, n: int) -> bytes:
-        return self.raw.read(n, decode_content=False)
+        """Up to ``n`` bytes of the body, as sent (no content decoding)."""
+        try:
+            return self.raw.read(n, decode_content=False)
+        except (_Urllib3Error, OSError) as e:
+            raise self._broken(e) from None
+
+    def _broken(self, e: BaseException) -> TransportError:
+        """The body broke off: a ``"read"`` failure, worth resuming or asking again."""
+        return TransportError(
+            f"{self.method} {redact_url(self.url)}: connection failed while reading "
+            f"the response ({_reason(e)})",
+            kind="read",
+            host=urllib.parse.urlsplit(self.url).netloc,
+        )
 
     def drain(self) -> None:
         """Discard a small body so the connection can be reused."""
@@ -322,7 +293,7 @@ class Transport:
         hdrs.update(headers or {})
         replayable = body is None or isinstance(body, bytes) or callable(body)
         origin = urllib.parse.urlsplit(url).netloc
-        attempt = 0
+        retries = Retrier(self.retry, f"{method} {redact_url(url)}")
         redirects = 0
         while True:
             payload: Any
@@ -347,28 +318,21 @@ class Transport:
                     chunked=False,
                 )
             except _Urllib3Error as e:
-                if retry and replayable and attempt + 1 < self.retry.attempts and _retryable(e):
-                    wait = self.retry.delay(attempt)
-                    log.debug(
-                        "%s %s: %s; retrying in %.2fs", method, redact_url(url), _reason(e), wait
-                    )
-                    attempt += 1
-                    time.sleep(wait)
+                err = _translate(e, method, url)
+                if retry and replayable and err.temporary and retries.again(_reason(e)):
                     continue
-                raise TransportError(f"{method} {redact_url(url)}: {_reason(e)}") from None
+                raise err from None
             resp = Response(raw, url, method)
             log.debug("%s %s -> %d", method, redact_url(url), raw.status)
+            retry_after = resp.header("Retry-After")
             if (
                 retry
                 and replayable
                 and raw.status in self.retry.statuses
-                and attempt + 1 < self.retry.attempts
+                and retries.allows(retry_after)
             ):
-                wait = self.retry.delay(attempt, resp.header("Retry-After"))
-                log.debug("%s %s: %d; retrying in %.2fs", method, redact_url(url), raw.status, wait)
                 resp.drain()
-                attempt += 1
-                time.sleep(wait)
+                retries.again(raw.status, retry_after)
                 continue
             if raw.status in (301, 302, 303, 307, 308) and resp.header("Location"):
                 if redirects >= max_redirects:
@@ -445,25 +409,31 @@ def redirect_refused(origin_netloc: str, target: str) -> str | None:
     return None
 
 
-def _retryable(e: _Urllib3Error) -> bool:
+def _translate(e: _Urllib3Error, method: str, url: str) -> TransportError:
+    """The one place a urllib3 failure becomes pycrane's: kind, retryability and host."""
     from urllib3 import exceptions as x
 
+    kind: str | None
+    temporary = True
     if isinstance(e, x.SSLError):
-        return False  # a certificate problem does not go away by retrying
-    if isinstance(e, x.NameResolutionError):
+        kind, temporary = "tls", False  # a certificate problem does not go away by retrying
+    elif isinstance(e, x.NameResolutionError):
         # "Name or service not known" is an answer, not an outage: only a resolver
         # that could not answer (EAI_AGAIN) is worth asking again.
         cause = getattr(e, "_reason", None) or e.__context__
-        return isinstance(cause, socket.gaierror) and cause.errno == socket.EAI_AGAIN
-    return isinstance(
-        e,
-        (
-            x.NewConnectionError,
-            x.ConnectTimeoutError,
-            x.ReadTimeoutError,
-            x.ProtocolError,
-            x.ProxyError,
-        ),
+        kind = "dns"
+        temporary = isinstance(cause, socket.gaierror) and cause.errno == socket.EAI_AGAIN
+    elif isinstance(e, (x.ConnectTimeoutError, x.NewConnectionError)):
+        kind = "connect"
+    elif isinstance(e, x.ReadTimeoutError):
+        kind = "timeout"
+    elif isinstance(e, (x.ProtocolError, x.ProxyError)):
+        kind = "protocol"
+    else:
+        kind, temporary = None, False
+    host = urllib.parse.urlsplit(url).netloc
+    return TransportError(
+        f"{method} {redact_url(url)}: {_reason(e)}", temporary=temporary, kind=kind, host=host
     )
 
 

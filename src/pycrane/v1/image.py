@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BytesLayer",
+    "HasBlobLayers",
     "Image",
     "ImageBase",
     "ImageIndex",
@@ -42,6 +43,7 @@ __all__ = [
     "LayerBase",
     "SimpleImage",
     "SimpleIndex",
+    "blob_layers",
     "is_index",
 ]
 
@@ -91,6 +93,33 @@ class ImageIndex(Protocol):
     def child(self, descriptor: Descriptor) -> Image | ImageIndex:
         """The image or index that one of this index's entries points at."""
         ...
+
+
+# -- optional capabilities ----------------------------------------------------------
+#
+# Like go-containerregistry's partial package, some sources can do more than the
+# protocols promise; writers ask through the function below, never by sniffing a
+# concrete class:
+#
+# - ``blob_layers()``: the manifest's layers without reading the config for their
+#   diff_ids (a registry image: copying blobs then costs no config round trip).
+#
+# (The registry client adds one of its own: ``repository``, where a remote image's or
+# layer's blobs can be mounted from; see ``pycrane.remote._write``.)
+
+
+@runtime_checkable
+class HasBlobLayers(Protocol):
+    """An image that can list its layers without its config (see :func:`blob_layers`)."""
+
+    def blob_layers(self) -> list[Layer]: ...
+
+
+def blob_layers(img: Image) -> list[Layer]:
+    """The layers to copy: without diff_ids when the source can skip its config."""
+    if isinstance(img, HasBlobLayers):
+        return img.blob_layers()
+    return img.layers()
 
 
 def is_index(obj: Image | ImageIndex) -> TypeIs[ImageIndex]:

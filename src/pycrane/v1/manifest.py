@@ -18,7 +18,14 @@ from pycrane.v1 import mediatypes as mt
 from pycrane.v1.descriptor import Descriptor
 from pycrane.v1.digest import Digest
 
-__all__ = ["Index", "Manifest", "canonical_json", "detect_media_type", "parse_manifest"]
+__all__ = [
+    "Index",
+    "Manifest",
+    "canonical_json",
+    "detect_media_type",
+    "parse_manifest",
+    "refuse_schema1",
+]
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -269,8 +276,14 @@ def parse_manifest(raw: bytes, media_type: str | None = None) -> Manifest | Inde
         return Index.parse(raw, media)
     if mt.is_image(media):
         return Manifest.parse(raw, media)
-    if mt.is_schema1(media):
-        raise ManifestError(
-            f"manifest: Docker schema 1 ({media}) is not supported; push it again with a v2 client"
-        )
+    refuse_schema1(media, "manifest")
     raise ManifestError(f"manifest.mediaType: unsupported media type {media!r}")
+
+
+def refuse_schema1(media_type: str, what: str) -> None:
+    """Raise the one error for Docker schema 1 manifests, which pycrane does not read."""
+    if mt.is_schema1(media_type):
+        raise ManifestError(
+            f"{what}: Docker schema 1 ({media_type}) is not supported; "
+            "push it again with a v2 client"
+        )

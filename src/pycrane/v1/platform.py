@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pycrane.errors import InvalidPlatform, ManifestError
 
-if TYPE_CHECKING:
-    from pycrane.v1.descriptor import Descriptor
-
-__all__ = ["DEFAULT_PLATFORM", "WILDCARD", "Platform", "select"]
+__all__ = ["DEFAULT_PLATFORM", "WILDCARD", "Platform"]
 
 _PART = re.compile(r"[A-Za-z0-9_.+-]+|\*")
 #: In a wanted platform, ``*`` for the OS, architecture or variant accepts any value.
@@ -217,42 +214,6 @@ def _host_arch(machine: str) -> tuple[str, str]:
         return "arm", "v" + arm.group(1)
     table = {"amd64": "amd64", "x86": "386", "arm64": "arm64", "loongarch64": "loong64"}
     return table.get(m, m), ""
-
-
-def _rank(want: Platform, offered: Platform) -> int | None:
-    """0: the same spelling; 1: the same after normalisation; 2: merely acceptable."""
-    if not want.satisfied_by(offered):
-        return None
-    if (want.os, want.architecture, want.variant) == (
-        offered.os,
-        offered.architecture,
-        offered.variant,
-    ):
-        return 0
-    w, o = want.normalized(), offered.normalized()
-    return 1 if w.variant == o.variant else 2
-
-
-def select(descriptors: Iterable[Descriptor], wanted: Platform | str) -> Descriptor | None:
-    """The index child that best fits ``wanted``, or ``None``.
-
-    An exact spelling beats a normalised match (``arm64/v8`` vs ``arm64``), which
-    beats an acceptable one (``linux/arm`` taking ``arm/v6``); ties go to the first
-    child, as an index lists its preferred variants first. A child without a
-    platform counts as :data:`DEFAULT_PLATFORM`, ranked below one that says so.
-    """
-    want = Platform.parse(wanted)
-    best: Descriptor | None = None
-    best_rank = 3
-    for desc in descriptors:
-        rank = _rank(want, desc.platform or DEFAULT_PLATFORM)
-        if rank == 0 and desc.platform is None:
-            rank = 1  # an assumed platform never beats one the index states
-        if rank is not None and rank < best_rank:
-            best, best_rank = desc, rank
-            if rank == 0:
-                break
-    return best
 
 
 def _str_tuple(value: Any, where: str) -> tuple[str, ...]:
