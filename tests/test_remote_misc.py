@@ -105,6 +105,35 @@ def test_a_host_that_does_not_exist_fails_at_once(
     assert len(asked) == tries
 
 
+def test_module_functions_close_the_client_they_open(
+    registry_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    host = registry_server.host
+    img = random_image(2, 256, seed=603)
+    with Client() as c:
+        remote.push(img, f"{host}/fn/closed:v", client=c)
+    closed: list[Client] = []
+    close = Client.close
+
+    def counting_close(self: Client) -> None:
+        closed.append(self)
+        close(self)
+
+    monkeypatch.setattr(Client, "close", counting_close)
+    assert remote.digest(f"{host}/fn/closed:v") == img.digest()
+    assert len(closed) == 1
+    lazy = remote.image(f"{host}/fn/closed:v")
+    assert len(closed) == 2
+    # Closing frees the connections; a lazy image still reads (new connections).
+    for layer in lazy.layers():
+        with layer.compressed() as r:
+            assert r.read() == img.layer_by_digest(layer.digest()).compressed().read()
+    with Client() as mine:
+        before = len(closed)
+        remote.digest(f"{host}/fn/closed:v", client=mine)
+        assert len(closed) == before  # a caller's client is the caller's to close
+
+
 def test_module_functions_mirror_crane(registry_server: Any) -> None:
     c = Client()
     host = registry_server.host

@@ -21,6 +21,7 @@ command pays) stays cheap for tools that need only part of it.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from typing import TYPE_CHECKING, Any
 
@@ -108,13 +109,22 @@ _LAZY: dict[str, tuple[str, str | None]] = {
 }
 
 
+def _as_public(value: Any) -> Any:
+    """Say ``pycrane.X`` in reprs, tracebacks and docs instead of the private module path."""
+    if isinstance(value, type) or callable(value):
+        with contextlib.suppress(AttributeError, TypeError):
+            if str(getattr(value, "__module__", "")).startswith("pycrane."):
+                value.__module__ = "pycrane"
+    return value
+
+
 def __getattr__(name: str) -> Any:
     try:
         module, attr = _LAZY[name]
     except KeyError:
         raise AttributeError(f"module 'pycrane' has no attribute {name!r}") from None
     mod = importlib.import_module(module)
-    value = mod if attr is None else getattr(mod, attr)
+    value = mod if attr is None else _as_public(getattr(mod, attr))
     globals()[name] = value
     return value
 
@@ -183,3 +193,8 @@ __all__ = [
     "validate_image",
     "validate_index",
 ]
+
+for _name in __all__:
+    if _name not in _LAZY and _name != "__version__":
+        _as_public(globals()[_name])
+del _name

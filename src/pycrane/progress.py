@@ -7,12 +7,11 @@ stderr is a terminal. Calls may come from several worker threads at once.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 from pycrane.v1.digest import Digest
 
-__all__ = ["NULL_PROGRESS", "NullProgress", "ProgressSink", "counting_reader", "iter_progress"]
+__all__ = ["NULL_PROGRESS", "NullProgress", "ProgressSink"]
 
 
 class ProgressSink(Protocol):
@@ -42,42 +41,3 @@ class NullProgress:
 
 
 NULL_PROGRESS: ProgressSink = NullProgress()
-
-
-def iter_progress(chunks: Iterator[bytes], sink: ProgressSink, digest: Digest) -> Iterator[bytes]:
-    """Pass chunks through, reporting their sizes."""
-    for chunk in chunks:
-        sink.advance(digest, len(chunk))
-        yield chunk
-
-
-class counting_reader:
-    """Wrap a readable stream and report bytes read to a sink."""
-
-    def __init__(self, raw: BinaryIO, sink: ProgressSink, digest: Digest) -> None:
-        self._raw = raw
-        self._sink = sink
-        self._digest = digest
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._raw.read(n)
-        if data:
-            self._sink.advance(self._digest, len(data))
-        return data
-
-    def readinto(self, buf: bytearray | memoryview) -> int:
-        data = self.read(len(buf))
-        memoryview(buf)[: len(data)] = data
-        return len(data)
-
-    def readable(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        self._raw.close()
-
-    def __enter__(self) -> counting_reader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

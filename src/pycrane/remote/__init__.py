@@ -16,7 +16,8 @@ The module-level functions mirror crane's commands and use a default
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from pycrane.errors import RegistryNotFound
@@ -61,17 +62,22 @@ __all__ = [
 ]
 
 
-def _client(client: Client | None, options: dict[str, Any]) -> Client:
+@contextmanager
+def _client(client: Client | None, options: dict[str, Any]) -> Iterator[Client]:
+    """The caller's client, or a new one closed when the call returns."""
     if client is not None:
         if options:
             raise TypeError("pass either client= or client options, not both")
-        return client
-    return Client(**options)
+        yield client
+        return
+    with Client(**options) as c:
+        yield c
 
 
 def get(ref: str | Reference, *, client: Client | None = None, **options: Any) -> RemoteDescriptor:
     """The raw manifest of ``ref`` with its media type and digest."""
-    return _client(client, options).get(ref)
+    with _client(client, options) as c:
+        return c.get(ref)
 
 
 def image(
@@ -82,12 +88,14 @@ def image(
     **options: Any,
 ) -> RemoteImage:
     """A lazy image (an index resolves to ``platform``, default linux/amd64)."""
-    return _client(client, options).image(ref, platform)
+    with _client(client, options) as c:
+        return c.image(ref, platform)
 
 
 def index(ref: str | Reference, *, client: Client | None = None, **options: Any) -> RemoteIndex:
     """A lazy index."""
-    return _client(client, options).index(ref)
+    with _client(client, options) as c:
+        return c.index(ref)
 
 
 def digest(
@@ -98,10 +106,10 @@ def digest(
     **options: Any,
 ) -> Digest:
     """The digest of ``ref`` (HEAD first); with ``platform``, of that platform's image."""
-    c = _client(client, options)
-    if platform is not None:
-        return c.image(ref, platform).digest()
-    return c.head(ref).digest
+    with _client(client, options) as c:
+        if platform is not None:
+            return c.image(ref, platform).digest()
+        return c.head(ref).digest
 
 
 def manifest(
@@ -112,10 +120,10 @@ def manifest(
     **options: Any,
 ) -> bytes:
     """The raw manifest bytes (of ``platform``'s image when given)."""
-    c = _client(client, options)
-    if platform is not None:
-        return c.image(ref, platform).raw_manifest()
-    return c.get(ref).raw
+    with _client(client, options) as c:
+        if platform is not None:
+            return c.image(ref, platform).raw_manifest()
+        return c.get(ref).raw
 
 
 def config(
@@ -126,7 +134,8 @@ def config(
     **options: Any,
 ) -> bytes:
     """The raw config blob of the image."""
-    return _client(client, options).image(ref, platform).raw_config()
+    with _client(client, options) as c:
+        return c.image(ref, platform).raw_config()
 
 
 def copy(
@@ -143,16 +152,17 @@ def copy(
     **options: Any,
 ) -> Descriptor | list[Descriptor]:
     """Copy between registries or repositories (see :meth:`Client.copy`)."""
-    return _client(client, options).copy(
-        src,
-        dst,
-        platforms=platforms,
-        all_tags=all_tags,
-        referrers=referrers,
-        jobs=jobs,
-        no_clobber=no_clobber,
-        progress=progress,
-    )
+    with _client(client, options) as c:
+        return c.copy(
+            src,
+            dst,
+            platforms=platforms,
+            all_tags=all_tags,
+            referrers=referrers,
+            jobs=jobs,
+            no_clobber=no_clobber,
+            progress=progress,
+        )
 
 
 def list_tags(
@@ -163,7 +173,8 @@ def list_tags(
     **options: Any,
 ) -> list[str]:
     """Every tag of a repository."""
-    return _client(client, options).list_tags(repo, page_size)
+    with _client(client, options) as c:
+        return c.list_tags(repo, page_size)
 
 
 def catalog(
@@ -174,19 +185,22 @@ def catalog(
     **options: Any,
 ) -> list[str]:
     """Every repository of a registry."""
-    return _client(client, options).catalog(registry, page_size)
+    with _client(client, options) as c:
+        return c.catalog(registry, page_size)
 
 
 def delete(ref: str | Reference, *, client: Client | None = None, **options: Any) -> Digest:
     """Delete a manifest (a tag is resolved to its digest first; see :meth:`Client.delete`)."""
-    return _client(client, options).delete(ref)
+    with _client(client, options) as c:
+        return c.delete(ref)
 
 
 def tag(
     ref: str | Reference, new_tag: str, *, client: Client | None = None, **options: Any
 ) -> Descriptor:
     """Add ``new_tag`` in the same repository."""
-    return _client(client, options).tag(ref, new_tag)
+    with _client(client, options) as c:
+        return c.tag(ref, new_tag)
 
 
 def push(
@@ -199,7 +213,8 @@ def push(
     **options: Any,
 ) -> Descriptor:
     """Push an image or index to ``ref``."""
-    return _client(client, options).write(ref, obj, jobs=jobs, progress=progress)
+    with _client(client, options) as c:
+        return c.write(ref, obj, jobs=jobs, progress=progress)
 
 
 def referrers(
@@ -210,4 +225,5 @@ def referrers(
     **options: Any,
 ) -> Index:
     """The referrers index of ``ref``."""
-    return _client(client, options).referrers(ref, artifact_type)
+    with _client(client, options) as c:
+        return c.referrers(ref, artifact_type)

@@ -36,10 +36,8 @@ class _Token:
 
 
 def _nobody_listens(e: TransportError) -> bool:
-    text = str(e)
-    return any(
-        k in text for k in ("NewConnectionError", "NameResolutionError", "ConnectTimeoutError")
-    )
+    """Nothing answered at all: the other scheme on the same port would fare no better."""
+    return e.kind in ("connect", "dns")
 
 
 class RegistrySession:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -120,14 +119,6 @@ class DigestHasher:
         actual = self.digest()
         if actual != expected:
             raise DigestMismatch(what, str(expected), str(actual))
-
-
-def digest_of_chunks(chunks: Iterable[bytes], algorithm: str = "sha256") -> tuple[Digest, int]:
-    """Hash an iterable of chunks; return ``(digest, size)``."""
-    h = DigestHasher(algorithm)
-    for chunk in chunks:
-        h.update(chunk)
-    return h.digest(), h.size
 
 
 class VerifyingReader:
