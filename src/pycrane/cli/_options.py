@@ -45,6 +45,8 @@ class Options:
     debug: bool = False
     #: Transfers at once (-j); sizes the client's connection pool too.
     jobs: int = 4
+    #: Seconds to connect, and that a registry may stay silent (--timeout, PYCRANE_TIMEOUT).
+    timeout: float | None = None
     log: LogSetup | None = None
     _client: Client | None = None
 
@@ -60,7 +62,7 @@ class Options:
         if self._client is None:
             from pycrane.remote import Client
 
-            self._client = Client(insecure=self.insecure, jobs=self.jobs)
+            self._client = Client(insecure=self.insecure, jobs=self.jobs, timeout=self.timeout)
         return self._client
 
     def close(self) -> None:
@@ -105,6 +107,15 @@ def _global_params() -> list[click.Parameter]:
             help="Allow plain HTTP and skip TLS verification.",
         ),
         click.Option(
+            ["--timeout"],
+            type=click.FloatRange(min=0, min_open=True),
+            envvar="PYCRANE_TIMEOUT",
+            metavar="SECONDS",
+            help="How long to wait for a connection, and for a silent registry to go on "
+            "answering, before retrying or giving up (default: 15 s to connect, 30 s silence; "
+            "env PYCRANE_TIMEOUT).",
+        ),
+        click.Option(
             ["-v", "--verbose"],
             is_flag=True,
             default=False,
@@ -117,7 +128,7 @@ def _global_params() -> list[click.Parameter]:
     ]
 
 
-_GLOBAL_NAMES = ("platform", "insecure", "verbose", "quiet", "debug")
+_GLOBAL_NAMES = ("platform", "insecure", "timeout", "verbose", "quiet", "debug")
 
 
 def root_options(ctx: click.Context) -> Options:
@@ -131,6 +142,8 @@ def merge_options(ctx: click.Context, values: dict[str, Any]) -> Options:
     opts = root_options(ctx)
     opts.platforms.extend(parse_platforms(values.get("platform") or ()))
     opts.insecure = opts.insecure or bool(values.get("insecure"))
+    if values.get("timeout") is not None:
+        opts.timeout = float(values["timeout"])
     opts.verbose = opts.verbose or bool(values.get("verbose"))
     opts.quiet = opts.quiet or bool(values.get("quiet"))
     opts.debug = opts.debug or bool(values.get("debug"))

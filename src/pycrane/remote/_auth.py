@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import threading
 import time
 import urllib.parse
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from pycrane.errors import AuthenticationError, RegistryError, TransportError
 from pycrane.name import Registry
 from pycrane.remote._challenge import Challenge, parse_challenges, pick_challenge
-from pycrane.remote._transport import Response, Transport, _private_host, redact_url
+from pycrane.remote._transport import Response, Transport, _is_loopback, _private_host, redact_url
 from pycrane.remote.keychain import Credential
 
 __all__ = ["RegistrySession", "TOKEN_BODY_LIMIT"]
@@ -27,6 +28,8 @@ __all__ = ["RegistrySession", "TOKEN_BODY_LIMIT"]
 #: Token responses larger than this are refused (a token server is not a blob store).
 TOKEN_BODY_LIMIT = 64 * 1024
 CLIENT_ID = "pycrane"
+
+log = logging.getLogger("pycrane.remote")
 
 
 @dataclass
@@ -36,8 +39,12 @@ class _Token:
 
 
 def _nobody_listens(e: TransportError) -> bool:
-    """Nothing answered at all: the other scheme on the same port would fare no better."""
-    return e.kind in ("connect", "dns")
+    """Nothing answered at all: the other scheme on the same port would fare no better.
+
+    A connection that was accepted and then left silent counts too: a TLS server
+    given plain HTTP closes the connection or answers 400, it does not go quiet.
+    """
+    return e.kind in ("connect", "dns", "timeout")
 
 
 class RegistrySession:
@@ -222,9 +229,22 @@ class RegistrySession:
         what = f"registry {self.registry}: token for {' '.join(scopes) or 'no scope'}"
         if not realm:
             raise AuthenticationError(f"{what}: the Bearer challenge has no realm")
-        self._check_realm(realm)
+        parts = self._check_realm(realm)
         service = ch.service or ""
         cred = self.credential
+        secret = bool(cred.identity_token) or cred.username is not None or cred.password is not None
+        log.debug(
+            "registry %s: token from realm host %s (%s)",
+            self.registry,
+            parts.netloc,
+            "with this registry's credentials" if secret else "anonymously",
+        )
+        if secret and parts.scheme == "http" and not _is_loopback(parts.hostname or ""):
+            # Even with --insecure: a password on the wire in clear is never what was meant.
+            raise AuthenticationError(
+                f"{what}: refusing to send credentials to token realm {redact_url(realm)} "
+                "over plain HTTP (only loopback realms may use http)"
+            )
         self.token_requests += 1
         resp: Response | None = None
         if cred.identity_token:

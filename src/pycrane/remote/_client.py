@@ -32,7 +32,7 @@ from pycrane.remote._list import Lister, Paginator
 from pycrane.remote._pusher import MONOLITHIC_LIMIT, Pusher
 from pycrane.remote._referrers import Referrers
 from pycrane.remote._retry import RetryPolicy
-from pycrane.remote._transport import Transport
+from pycrane.remote._transport import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, Transport
 from pycrane.remote._write import Writer
 from pycrane.remote.keychain import Credential, Keychain
 from pycrane.v1.descriptor import Descriptor
@@ -85,7 +85,10 @@ class Client:
 
     ``insecure`` allows plain http and skips TLS verification (loopback registries
     always use http); ``ca_file`` adds a CA bundle; ``auth`` forces one credential
-    for every registry instead of the keychain.
+    for every registry instead of the keychain. ``timeout`` (seconds) bounds both
+    how long connecting may take and how long a registry may stay silent mid-answer
+    (defaults: 15 s and 30 s); ``retry`` says how often and for how long (60 s by
+    default) a failing request is tried again.
     """
 
     def __init__(
@@ -96,8 +99,9 @@ class Client:
         insecure: bool = False,
         ca_file: str | None = None,
         retry: RetryPolicy | None = None,
-        connect_timeout: float = 30.0,
-        read_timeout: float = 300.0,
+        timeout: float | None = None,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
         user_agent: str | None = None,
         jobs: int = 4,
         chunk_size: int | None = None,
@@ -106,6 +110,8 @@ class Client:
         referrers_fallback: bool = True,
         prefetch: bool = False,
     ) -> None:
+        if timeout is not None:
+            connect_timeout = read_timeout = timeout
         self.transport = Transport(
             insecure=insecure,
             ca_file=ca_file,

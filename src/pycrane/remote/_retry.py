@@ -45,7 +45,7 @@ class RetryPolicy:
     jitter: float = 0.1
     max_retry_after: float = 60.0
     statuses: frozenset[int] = field(default=TEMPORARY_STATUSES)
-    deadline: float | None = None
+    deadline: float | None = 60.0
 
     def delay(self, attempt: int, retry_after: str | None = None) -> float:
         if retry_after:
@@ -95,6 +95,7 @@ class Retrier:
         self.what = what
         self.attempts = max(1, attempts if attempts is not None else policy.attempts)
         self.tries = 1  # the first try is under way
+        self.started = time.monotonic()
         self._deadline = time.monotonic() + policy.deadline if policy.deadline is not None else None
 
     def allows(self, retry_after: str | None = None) -> bool:
@@ -114,6 +115,12 @@ class Retrier:
         self.tries += 1
         time.sleep(wait)
         return True
+
+    def summary(self) -> str:
+        """`` (3 tries in 61.2 s)`` once retried, else "": for the final error's message."""
+        if self.tries <= 1:
+            return ""
+        return f" ({self.tries} tries in {time.monotonic() - self.started:.1f} s)"
 
 
 def retry_call(

@@ -30,6 +30,10 @@ __all__ = ["Body", "Response", "Transport", "redact_url"]
 log = logging.getLogger("pycrane.remote")
 
 CHUNK = 1 << 20
+#: Seconds to wait for a connection (TCP and TLS) to a registry.
+DEFAULT_CONNECT_TIMEOUT = 15.0
+#: Seconds a registry may stay silent: before its answer starts, or between two reads.
+DEFAULT_READ_TIMEOUT = 30.0
 #: Bodies of API responses read eagerly are capped at this size.
 SMALL_BODY_LIMIT = 4 << 20
 
@@ -209,8 +213,8 @@ class Transport:
         *,
         insecure: bool = False,
         ca_file: str | None = None,
-        connect_timeout: float = 30.0,
-        read_timeout: float = 300.0,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
         retry: RetryPolicy | None = None,
         user_agent: str | None = None,
         pool_maxsize: int = 16,
@@ -221,6 +225,8 @@ class Transport:
         self.retry = retry or RetryPolicy()
         self.user_agent = user_agent or f"pycrane/{__version__}"
         self.timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
         self._pool_kw: dict[str, Any] = {
             "maxsize": pool_maxsize,
             "block": False,
@@ -318,9 +324,16 @@ class Transport:
                     chunked=False,
                 )
             except _Urllib3Error as e:
-                err = _translate(e, method, url)
+                err = self._translate(e, method, url)
                 if retry and replayable and err.temporary and retries.again(_reason(e)):
                     continue
+                if retries.tries > 1:
+                    err = TransportError(
+                        str(err) + retries.summary(),
+                        temporary=err.temporary,
+                        kind=err.kind,
+                        host=err.host,
+                    )
                 raise err from None
             resp = Response(raw, url, method)
             log.debug("%s %s -> %d", method, redact_url(url), raw.status)
@@ -338,13 +351,14 @@ class Transport:
                 if redirects >= max_redirects:
                     resp.drain()
                     raise TransportError(
-                        f"{method} {redact_url(url)}: more than {max_redirects} redirects"
+                        f"{method} {redact_url(url)}: more than {max_redirects} redirects",
+                        temporary=False,
                     )
                 target = urllib.parse.urljoin(url, resp.header("Location") or "")
                 resp.drain()
                 why = redirect_refused(origin, target)
                 if why:
-                    raise TransportError(f"{method} {redact_url(url)}: {why}")
+                    raise TransportError(f"{method} {redact_url(url)}: {why}", temporary=False)
                 redirects += 1
                 if urllib.parse.urlsplit(target).netloc != origin:
                     # Blob storage on another host: never hand it the registry's credentials.
@@ -358,7 +372,8 @@ class Transport:
                     hdrs = {k: v for k, v in hdrs.items() if k.lower() != "content-length"}
                 elif not replayable:
                     raise TransportError(
-                        f"{method} {redact_url(url)}: redirected, and the body cannot be re-sent"
+                        f"{method} {redact_url(url)}: redirected, and the body cannot be re-sent",
+                        temporary=False,
                     )
                 url = target
                 continue
@@ -366,6 +381,43 @@ class Transport:
                 # Load a bounded body now, so errors surface here and the connection is freed.
                 resp.body, _ = resp.read_capped(SMALL_BODY_LIMIT)
             return resp
+
+    def _translate(self, e: _Urllib3Error, method: str, url: str) -> TransportError:
+        """The one place a urllib3 failure becomes pycrane's: kind, retryability and host."""
+        from urllib3 import exceptions as x
+
+        kind: str | None
+        temporary = True
+        if isinstance(e, x.SSLError):
+            kind, temporary = "tls", False  # a certificate problem does not go away by retrying
+        elif isinstance(e, x.NameResolutionError):
+            # "Name or service not known" is an answer, not an outage: only a resolver
+            # that could not answer (EAI_AGAIN) is worth asking again.
+            cause = getattr(e, "_reason", None) or e.__context__
+            kind = "dns"
+            temporary = isinstance(cause, socket.gaierror) and cause.errno == socket.EAI_AGAIN
+        elif isinstance(e, (x.ConnectTimeoutError, x.NewConnectionError)):
+            kind = "connect"
+        elif isinstance(e, x.ReadTimeoutError):
+            kind = "timeout"
+        elif isinstance(e, (x.ProtocolError, x.ProxyError)):
+            kind = "protocol"
+        else:
+            kind, temporary = None, False
+        host = urllib.parse.urlsplit(url).netloc
+        if kind == "timeout":
+            text = (
+                f"{host} stopped answering: {method} {redact_url(url)} got no response "
+                f"within {self.read_timeout:g} s"
+            )
+        elif kind == "connect" and isinstance(e, x.ConnectTimeoutError):
+            text = (
+                f"{host} did not accept a connection within {self.connect_timeout:g} s "
+                f"({method} {redact_url(url)})"
+            )
+        else:
+            text = f"{method} {redact_url(url)}: {_reason(e)}"
+        return TransportError(text, temporary=temporary, kind=kind, host=host)
 
 
 def _proxy_manager(proxy: str, pool_kw: dict[str, Any]) -> urllib3.ProxyManager:
@@ -407,34 +459,6 @@ def redirect_refused(origin_netloc: str, target: str) -> str | None:
     if _private_host(parts.hostname or "") and not _private_host(origin_host):
         return f"redirect to a private address ({parts.hostname}) refused"
     return None
-
-
-def _translate(e: _Urllib3Error, method: str, url: str) -> TransportError:
-    """The one place a urllib3 failure becomes pycrane's: kind, retryability and host."""
-    from urllib3 import exceptions as x
-
-    kind: str | None
-    temporary = True
-    if isinstance(e, x.SSLError):
-        kind, temporary = "tls", False  # a certificate problem does not go away by retrying
-    elif isinstance(e, x.NameResolutionError):
-        # "Name or service not known" is an answer, not an outage: only a resolver
-        # that could not answer (EAI_AGAIN) is worth asking again.
-        cause = getattr(e, "_reason", None) or e.__context__
-        kind = "dns"
-        temporary = isinstance(cause, socket.gaierror) and cause.errno == socket.EAI_AGAIN
-    elif isinstance(e, (x.ConnectTimeoutError, x.NewConnectionError)):
-        kind = "connect"
-    elif isinstance(e, x.ReadTimeoutError):
-        kind = "timeout"
-    elif isinstance(e, (x.ProtocolError, x.ProxyError)):
-        kind = "protocol"
-    else:
-        kind, temporary = None, False
-    host = urllib.parse.urlsplit(url).netloc
-    return TransportError(
-        f"{method} {redact_url(url)}: {_reason(e)}", temporary=temporary, kind=kind, host=host
-    )
 
 
 def _chunked_iter(chunks: Iterable[bytes]) -> Iterator[bytes]:
