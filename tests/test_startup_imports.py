@@ -184,3 +184,23 @@ def test_environment_proxies_read_like_urllib(
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     assert _environment_proxies() == urllib.request.getproxies_environment()
+
+
+def test_version_needs_no_package_metadata(tmp_path: Path) -> None:
+    """``pycrane version`` prints the constant, which must be the installed version."""
+    from importlib.metadata import version
+
+    import pycrane
+
+    assert pycrane.__version__ == version("pycrane")
+    code = (
+        "import contextlib, io\n"
+        "from pycrane.cli import main\n"
+        "buf = io.StringIO()\n"
+        "with contextlib.redirect_stdout(buf):\n"
+        "    assert main(['version']) == 0\n"
+        "assert buf.getvalue().strip() == " + repr(pycrane.__version__) + "\n"
+        "dump('version')\n"
+    )
+    seen = _modules_after(tmp_path, code)
+    assert "importlib.metadata" not in seen["version"]

@@ -14,15 +14,15 @@ __all__ = ["version", "version_string"]
 
 
 def version_string() -> str:
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as dist_version
+    """The package's own version constant.
 
-    try:
-        return dist_version("pycrane")
-    except PackageNotFoundError:
-        from pycrane import __version__
+    Not ``importlib.metadata``: importing it costs more than the rest of ``pycrane
+    version`` together, and ``tests/test_startup_imports.py`` keeps the constant
+    equal to the installed distribution's version.
+    """
+    from pycrane import __version__
 
-        return __version__
+    return __version__
 
 
 @command("version")
