@@ -187,7 +187,7 @@ def test_environment_proxies_read_like_urllib(
 
 
 def test_version_needs_no_package_metadata(tmp_path: Path) -> None:
-    """``pycrane version`` prints the constant, which must be the installed version."""
+    """``pycrane version`` prints the constant (the installed version) and loads no model."""
     from importlib.metadata import version
 
     import pycrane
@@ -204,3 +204,5 @@ def test_version_needs_no_package_metadata(tmp_path: Path) -> None:
     )
     seen = _modules_after(tmp_path, code)
     assert "importlib.metadata" not in seen["version"]
+    # Nor the model: ``import pycrane`` is lazy and no global flag was given.
+    assert sorted(m for m in seen["version"] if m.startswith(("pycrane.v1", "pycrane.name"))) == []

@@ -12,11 +12,9 @@ with pycrane.Client() as client:                  # pycrane.remote.Client
     pycrane.Layout.open_or_create("out").append_image(img, ref_name="latest")
 ```
 
-The model (digests, descriptors, manifests, configs, platforms, and the lazy
-``Image``/``Layer``/``ImageIndex`` abstractions) is imported eagerly; the
-registry client, layout store, tarball and mutate APIs and the empty/random
-image builders load on first use, so ``import pycrane`` (which every CLI
-command pays) stays cheap for tools that need only part of it.
+Every name here loads on first use (PEP 562), the model included, so ``import
+pycrane`` (which every CLI command pays) costs next to nothing and ``pycrane
+version`` never builds the model's dataclasses.
 """
 
 from __future__ import annotations
@@ -25,67 +23,104 @@ import contextlib
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from pycrane import errors, v1
-from pycrane.errors import (
-    AuthenticationError,
-    CompressionError,
-    DigestMismatch,
-    ErrorCode,
-    InvalidDigest,
-    InvalidPlatform,
-    InvalidReference,
-    LockTimeout,
-    ManifestError,
-    NoMatchingPlatform,
-    NotFoundError,
-    PermissionDenied,
-    PycraneError,
-    RegistryError,
-    RegistryNotFound,
-    SizeMismatch,
-    StoreError,
-    TarballError,
-    TransportError,
-    UnsafePathError,
-    VerificationError,
-)
-from pycrane.name import (
-    DigestRef,
-    Reference,
-    Registry,
-    Repository,
-    Tag,
-    familiar,
-    parse_reference,
-)
-from pycrane.v1 import (
-    ConfigFile,
-    Descriptor,
-    Digest,
-    Image,
-    ImageIndex,
-    Index,
-    Layer,
-    Manifest,
-    Platform,
-)
-
 if TYPE_CHECKING:
     # Submodules once imported eagerly: still reachable as attributes, now lazily.
     from pycrane import empty as empty
-    from pycrane import layout, mutate, remote, tarball, validate
+    from pycrane import errors, layout, mutate, remote, tarball, v1, validate
     from pycrane import random as random
     from pycrane.empty import empty_image, empty_index, empty_layer
+    from pycrane.errors import (
+        AuthenticationError,
+        CompressionError,
+        DigestMismatch,
+        ErrorCode,
+        InvalidDigest,
+        InvalidPlatform,
+        InvalidReference,
+        LockTimeout,
+        ManifestError,
+        NoMatchingPlatform,
+        NotFoundError,
+        PermissionDenied,
+        PycraneError,
+        RegistryError,
+        RegistryNotFound,
+        SizeMismatch,
+        StoreError,
+        TarballError,
+        TransportError,
+        UnsafePathError,
+        VerificationError,
+    )
     from pycrane.layout import BlobStore, Layout
+    from pycrane.name import (
+        DigestRef,
+        Reference,
+        Registry,
+        Repository,
+        Tag,
+        familiar,
+        parse_reference,
+    )
     from pycrane.random import random_image, random_index, random_layer
     from pycrane.registry import RegistryServer
     from pycrane.remote import Client, Keychain
+    from pycrane.v1 import (
+        ConfigFile,
+        Descriptor,
+        Digest,
+        Image,
+        ImageIndex,
+        Index,
+        Layer,
+        Manifest,
+        Platform,
+    )
     from pycrane.validate import validate_image, validate_index
 
 __version__ = "0.1.0"
 
 # name -> (module, attribute or None for the module itself), loaded on first access.
 _LAZY: dict[str, tuple[str, str | None]] = {
+    "errors": ("pycrane.errors", None),
+    "v1": ("pycrane.v1", None),
+    "AuthenticationError": ("pycrane.errors", "AuthenticationError"),
+    "CompressionError": ("pycrane.errors", "CompressionError"),
+    "DigestMismatch": ("pycrane.errors", "DigestMismatch"),
+    "ErrorCode": ("pycrane.errors", "ErrorCode"),
+    "InvalidDigest": ("pycrane.errors", "InvalidDigest"),
+    "InvalidPlatform": ("pycrane.errors", "InvalidPlatform"),
+    "InvalidReference": ("pycrane.errors", "InvalidReference"),
+    "LockTimeout": ("pycrane.errors", "LockTimeout"),
+    "ManifestError": ("pycrane.errors", "ManifestError"),
+    "NoMatchingPlatform": ("pycrane.errors", "NoMatchingPlatform"),
+    "NotFoundError": ("pycrane.errors", "NotFoundError"),
+    "PermissionDenied": ("pycrane.errors", "PermissionDenied"),
+    "PycraneError": ("pycrane.errors", "PycraneError"),
+    "RegistryError": ("pycrane.errors", "RegistryError"),
+    "RegistryNotFound": ("pycrane.errors", "RegistryNotFound"),
+    "SizeMismatch": ("pycrane.errors", "SizeMismatch"),
+    "StoreError": ("pycrane.errors", "StoreError"),
+    "TarballError": ("pycrane.errors", "TarballError"),
+    "TransportError": ("pycrane.errors", "TransportError"),
+    "UnsafePathError": ("pycrane.errors", "UnsafePathError"),
+    "VerificationError": ("pycrane.errors", "VerificationError"),
+    "DigestRef": ("pycrane.name", "DigestRef"),
+    "Reference": ("pycrane.name", "Reference"),
+    "Registry": ("pycrane.name", "Registry"),
+    "Repository": ("pycrane.name", "Repository"),
+    "Tag": ("pycrane.name", "Tag"),
+    "familiar": ("pycrane.name", "familiar"),
+    "parse_reference": ("pycrane.name", "parse_reference"),
+    "ConfigFile": ("pycrane.v1", "ConfigFile"),
+    "Descriptor": ("pycrane.v1", "Descriptor"),
+    "Digest": ("pycrane.v1", "Digest"),
+    "Image": ("pycrane.v1", "Image"),
+    "ImageIndex": ("pycrane.v1", "ImageIndex"),
+    "Index": ("pycrane.v1", "Index"),
+    "Layer": ("pycrane.v1", "Layer"),
+    "Manifest": ("pycrane.v1", "Manifest"),
+    "Platform": ("pycrane.v1", "Platform"),
     "BlobStore": ("pycrane.layout", "BlobStore"),
     "Client": ("pycrane.remote", "Client"),
     "Keychain": ("pycrane.remote", "Keychain"),
@@ -193,8 +228,3 @@ __all__ = [
     "validate_image",
     "validate_index",
 ]
-
-for _name in __all__:
-    if _name not in _LAZY and _name != "__version__":
-        _as_public(globals()[_name])
-del _name

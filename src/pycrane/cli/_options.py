@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from pycrane.errors import InvalidPlatform
-from pycrane.v1.platform import Platform
 
 if TYPE_CHECKING:
     from pycrane.cli._logging import LogSetup
     from pycrane.remote import Client
+    from pycrane.v1.platform import Platform
 
 __all__ = [
     "Options",
@@ -75,6 +75,8 @@ class Options:
 
 def parse_platforms(values: Sequence[str]) -> list[Platform]:
     """``--platform`` values, each possibly a comma list; ``all`` means every platform."""
+    from pycrane.v1.platform import Platform  # the model loads only when a flag needs it
+
     out: list[Platform] = []
     for value in values:
         for part in value.split(","):
@@ -140,7 +142,8 @@ def root_options(ctx: click.Context) -> Options:
 
 def merge_options(ctx: click.Context, values: dict[str, Any]) -> Options:
     opts = root_options(ctx)
-    opts.platforms.extend(parse_platforms(values.get("platform") or ()))
+    if values.get("platform"):
+        opts.platforms.extend(parse_platforms(values["platform"]))
     opts.insecure = opts.insecure or bool(values.get("insecure"))
     if values.get("timeout") is not None:
         opts.timeout = float(values["timeout"])
