@@ -84,3 +84,33 @@ def test_push_refuses_layer_not_matching_diff_id(
     # The same tarball with the right diff_id pushes: the check is not over-eager.
     _docker_tarball(tb, layer, member, _sha(plain))
     assert cli.out("push", str(tb), reg.ref("bad/img:v1")).startswith(reg.ref("bad/img@"))  # type: ignore[attr-defined]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 11.4, layout half: the bad blob is refused but the blobs before it are "
+    "uploaded already; verifying first without a second read is not built yet",
+)
+def test_push_refuses_layout_blob_not_matching_its_name(
+    cli: Cli,  # noqa: F811
+    distribution_factory: Callable[..., object],
+    tmp_path: Path,
+) -> None:
+    if shutil.which("docker-registry") is None:
+        pytest.skip("docker-registry is not installed")
+    from pycrane.layout import Layout
+    from pycrane.random import random_image
+
+    reg = distribution_factory()
+    img = random_image(3, 4096, seed=11)
+    layout = tmp_path / "layout"
+    Layout.create(layout).append(img, ref_name="v1")
+    bad = img.layers()[2].digest()
+    blob = layout / "blobs" / bad.algorithm / bad.hex
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    root = reg.root  # type: ignore[attr-defined]
+    line = cli.fails("push", str(layout), reg.ref("bad/layout:v1"))  # type: ignore[attr-defined]
+    assert str(bad) in line, line
+    assert not [p for p in _stored(root) if "/blobs/" in "/" + p or "repositories" in p]
