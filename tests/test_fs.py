@@ -220,3 +220,16 @@ def test_write_all_slices_big_writes_and_keeps_every_byte(tmp_path: Path) -> Non
     assert (tmp_path / "f").read_bytes() == data + b"tail"
     assert max(sizes) <= _fs.WRITE_SLICE and sizes[-1] == 4
     assert len(sizes) == 5
+
+
+def test_atomic_write_bytes_mode_is_set_before_the_data(tmp_path: Path) -> None:
+    """Credentials: the file is the owner's alone from its first byte (issue 15.5)."""
+    if not hasattr(os, "fchmod"):
+        pytest.skip("no fchmod on this OS")
+    from pycrane import _fs
+
+    p = tmp_path / "config.json"
+    _fs.atomic_write_bytes(p, b"{}", mode=0o600)
+    assert os.stat(p).st_mode & 0o777 == 0o600
+    assert p.read_bytes() == b"{}"
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["config.json"]

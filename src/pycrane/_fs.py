@@ -536,18 +536,27 @@ def replace_atomic(
 
 
 def atomic_write_bytes(
-    path: str | os.PathLike[str], data: bytes, *, durable: bool = True, exclusive: bool = False
+    path: str | os.PathLike[str],
+    data: bytes,
+    *,
+    durable: bool = True,
+    exclusive: bool = False,
+    mode: int | None = None,
 ) -> bool:
     """Write ``data`` to ``path`` through a temp file in the same directory.
 
     Readers see the old content or the new, never a torn file. With
     ``exclusive`` the file is only created when absent (returns False if it was
-    already there); otherwise it is replaced.
+    already there); otherwise it is replaced. ``mode`` (e.g. 0o600 for secrets) is
+    set on the temp file before any byte is written, so the data is never readable
+    by others, even for a moment.
     """
     p = Path(path)
     f, tmp = mkstemp(p.parent, prefix="." + p.name + ".", suffix=".tmp")
     try:
         with f:
+            if mode is not None and hasattr(os, "fchmod"):
+                os.fchmod(f.fileno(), mode)
             f.write(data)
             if durable:
                 fsync_file(f)

@@ -198,6 +198,9 @@ def push(
     """
     r = parse_reference(ref)
     obj = load(path, index=index, tag=tag)
+    # Building the manifest describes every layer, which verifies a tarball's layers
+    # against the config's diff_ids: a bad one is refused before anything is sent.
+    obj.raw_manifest()
     with _client(client) as c:
         c.write(r, obj, jobs=jobs, progress=progress)
     return r.repository.digest(obj.digest())

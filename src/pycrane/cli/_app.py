@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "cp": ("copy", "copy", "Alias of copy."),
     "delete": ("delete", "delete", "Delete an image reference from its registry."),
     "digest": ("inspect", "digest", "Print the digest of an image."),
+    "edit": ("edit", "edit", "Edit an image's config or manifest ($EDITOR or stdin); push it."),
     "export": ("export", "export", "Write an image's flattened filesystem as a tarball."),
     "flatten": ("flatten", "flatten", "Squash an image's layers into one and push it."),
     "index": ("index", "index", "List, build and filter image indexes."),

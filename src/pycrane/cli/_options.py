@@ -57,11 +57,17 @@ class Options:
             raise click.UsageError("this command takes one --platform, not several")
         return self.platforms[0] if self.platforms else None
 
-    def client(self) -> Client:
-        """One registry client per invocation (one connection pool, one token cache)."""
+    def client(self, *, jobs: int | None = None) -> Client:
+        """One registry client per invocation (one connection pool, one token cache).
+
+        ``jobs`` (a command's -j) sizes the pool; it counts only on the first call,
+        which creates the client, so commands pass it there explicitly.
+        """
         if self._client is None:
             from pycrane.remote import Client
 
+            if jobs is not None:
+                self.jobs = jobs
             self._client = Client(insecure=self.insecure, jobs=self.jobs, timeout=self.timeout)
         return self._client
 

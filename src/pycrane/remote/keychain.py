@@ -125,8 +125,11 @@ class Keychain:
         return ANONYMOUS
 
     def _load(self, path: Path) -> dict[str, Any] | None:
+        from pycrane import _fs
+
         try:
-            data = path.read_bytes()
+            with _fs.open_read(path) as f:
+                data = f.read()
         except (FileNotFoundError, NotADirectoryError, PermissionError):
             return None
         try:
@@ -220,17 +223,7 @@ class Keychain:
         data = (json.dumps(cfg, indent="\t") + "\n").encode()
         try:
             _fs.makedirs(path.parent)
-            f, tmp = _fs.mkstemp(path.parent, prefix="." + path.name + ".")
-            try:
-                with f:
-                    if hasattr(os, "fchmod"):
-                        os.fchmod(f.fileno(), 0o600)
-                    f.write(data)
-                    _fs.fsync_file(f)
-                _fs.replace_atomic(tmp, path)
-            finally:
-                if os.path.lexists(tmp):
-                    _fs.discard(tmp)
+            _fs.atomic_write_bytes(path, data, mode=0o600)
         except OSError as e:
             raise StoreError(f"credentials file {path}: cannot write ({e.strerror or e})") from None
 

@@ -29,6 +29,7 @@ from pycrane import compression as comp
 from pycrane._concurrency import bounded_map
 from pycrane.compression import CHUNK
 from pycrane.errors import (
+    DigestMismatch,
     InvalidReference,
     ManifestError,
     NotFoundError,
@@ -87,6 +88,7 @@ class Tarball:
         self._links: dict[str, str] = {}
         self._memo_lock = threading.Lock()
         self._digests: dict[str, Descriptor] = {}
+        self._checked: set[str] = set()  # members whose diff_id was verified too
         self._oci_cache: list[tuple[Manifest, set[str]]] | None = None
         self._index()
         self.entries = self._parse_manifest_json()
@@ -170,6 +172,38 @@ class Tarball:
             d = Descriptor(media_type=media_type, digest=h.digest(), size=h.size)
             with self._memo_lock:
                 self._digests[n] = d
+        return d if d.media_type == media_type else Descriptor(media_type, d.digest, d.size)
+
+    def describe_checked(self, name: str, media_type: str, diff_id: Digest) -> Descriptor:
+        """:meth:`describe`, also checking the uncompressed stream against ``diff_id``.
+
+        One read of the member feeds both hashes, so a layer that does not match the
+        config's diff_id is refused before anything is pushed, without a second pass.
+        """
+        n = _norm(name)
+        with self._memo_lock:
+            d = self._digests.get(n)
+            checked = n in self._checked
+        if d is None or not checked:
+            h, diff = DigestHasher(), DigestHasher()
+            with self.open_member(n) as f:
+                tee = _Tee(f, h)
+                with comp.decompressed_reader(cast(BinaryIO, tee)) as plain:
+                    while chunk := plain.read(CHUNK):
+                        diff.update(chunk)
+                    while tee.read(CHUNK):  # trailing bytes after the stream still count
+                        pass
+            actual = diff.digest()
+            if actual != diff_id:
+                raise DigestMismatch(
+                    f"tarball {self.path}: layer {name} does not match the config's diff_id",
+                    str(diff_id),
+                    str(actual),
+                )
+            d = Descriptor(media_type=media_type, digest=h.digest(), size=h.size)
+            with self._memo_lock:
+                self._digests[n] = d
+                self._checked.add(n)
         return d if d.media_type == media_type else Descriptor(media_type, d.digest, d.size)
 
     def sniff(self, name: str) -> comp.Compression:
@@ -307,6 +341,24 @@ class Tarball:
         return out
 
 
+class _Tee(io.RawIOBase):
+    """Hands on what it reads from ``f`` after hashing it."""
+
+    def __init__(self, f: BinaryIO, h: DigestHasher) -> None:
+        self._f = f
+        self._h = h
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        data = self._f.read(len(b))
+        n = len(data)
+        b[:n] = data
+        self._h.update(data)
+        return n
+
+
 class _Limited(io.RawIOBase):
     def __init__(self, f: BinaryIO, size: int, what: str) -> None:
         self._f = f
@@ -355,6 +407,8 @@ class _MemberLayer(LayerBase):
     def descriptor(self) -> Descriptor:
         if self._desc is not None:
             return self._desc
+        if self._diff_id is not None:
+            return self._tb.describe_checked(self._name, self._mt, self._diff_id)
         return self._tb.describe(self._name, self._mt)
 
     def compressed(self) -> BinaryIO:
@@ -374,7 +428,16 @@ class _PlainMemberLayer(LayerBase):
     def _spooled(self) -> SpooledLayer:
         def build() -> SpooledLayer:
             with self._tb.open_member(self._name) as f:
-                return spool_tar(iter(lambda: f.read(CHUNK), b""), "gzip", media_type=self._mt)
+                sp = spool_tar(iter(lambda: f.read(CHUNK), b""), "gzip", media_type=self._mt)
+            # The spool hashed the tar as it compressed it: the diff_id check is free.
+            if self._diff_id is not None and sp.diff_id() != self._diff_id:
+                raise DigestMismatch(
+                    f"tarball {self._tb.path}: layer {self._name} does not match the config's "
+                    "diff_id",
+                    str(self._diff_id),
+                    str(sp.diff_id()),
+                )
+            return sp
 
         return self._memo.get("spooled", build)
 

@@ -15,9 +15,12 @@ if TYPE_CHECKING:
 __all__ = ["push_result", "save_tarball", "target_ref"]
 
 
-def push_result(opts: Options, target: Reference, obj: Image | ImageIndex, *, jobs: int = 4) -> str:
+def push_result(
+    opts: Options, target: Reference, obj: Image | ImageIndex, *, jobs: int | None = None
+) -> str:
     """Push ``obj`` to ``target`` and print ``repository@digest`` as crane does."""
     client = opts.client()
+    jobs = jobs or opts.jobs
     with progress_for(opts.quiet, title="push") as sink:
         if is_index(obj):
             client.write_index(target, obj, jobs=jobs, progress=sink)

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from pycrane.cli._flags import slice_option
 from pycrane.cli._options import Options, command
 from pycrane.cli.commands._publish import push_result, save_tarball
 from pycrane.name import parse_reference
@@ -32,13 +33,12 @@ def load_layers(paths: tuple[str, ...]) -> list[Layer]:
 
 @command("append")
 @click.option("-b", "--base", default="", help="Base image (default: an empty image, scratch).")
-@click.option(
+@slice_option(
     "-f",
     "--new_layer",
     "new_layers",
-    multiple=True,
     required=True,
-    help="Tarball to append as a layer (repeatable; '-' reads stdin).",
+    help="Tarball to append as a layer (repeatable, comma lists; '-' reads stdin).",
 )
 @click.option("-t", "--new_tag", help="Tag to push the result to.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write a tarball instead.")
@@ -51,7 +51,7 @@ def load_layers(paths: tuple[str, ...]) -> list[Layer]:
 def append(
     opts: Options,
     base: str,
-    new_layers: tuple[str, ...],
+    new_layers: list[str],
     new_tag: str | None,
     output: str | None,
     set_base_image_annotations: bool,
@@ -71,7 +71,7 @@ def append(
         base_img = empty_image(
             opts.platform, media_type=mt.OCI_MANIFEST if oci_empty_base else mt.DOCKER_MANIFEST
         )
-    img: Image = mutate.append_layers(base_img, load_layers(new_layers))
+    img: Image = mutate.append_layers(base_img, load_layers(tuple(new_layers)))
     if set_base_image_annotations and base:
         img = mutate.annotations(
             img,

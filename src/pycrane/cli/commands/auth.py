@@ -8,6 +8,7 @@ import sys
 import click
 
 from pycrane.cli import _output as out
+from pycrane.cli._flags import slice_option
 from pycrane.cli._options import Options, command, group
 from pycrane.cli._status import ERROR
 from pycrane.name import Registry
@@ -111,13 +112,13 @@ auth.add_command(get)
 @click.option(
     "-H", "--header", is_flag=True, help="Print an 'Authorization: Bearer ...' header line."
 )
-@click.option("-m", "--mount", multiple=True, help="Also request pull scope on these repositories.")
-def token(opts: Options, repo: str, push: bool, header: bool, mount: tuple[str, ...]) -> None:
+@slice_option("-m", "--mount", help="Also request pull scope on these repositories (comma lists).")
+def token(opts: Options, repo: str, push: bool, header: bool, mount: list[str] | None) -> None:
     """Get a registry token for REPO (pull scope, or pull+push with --push)."""
     from pycrane.name import Repository
 
     repository = Repository.parse(repo)
-    extra = [Repository.parse(m) for m in mount]
+    extra = [Repository.parse(m) for m in mount or ()]
     tok = opts.client().token(repository, push=push, mounts=extra)
     if header:
         out.line(f"Authorization: Bearer {tok.token}")

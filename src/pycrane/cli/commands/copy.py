@@ -37,8 +37,7 @@ def copy(
     Blobs stream from the source straight into the destination (no temp files); within
     one registry they are mounted instead of copied.
     """
-    opts.jobs = jobs
-    client = opts.client()
+    client = opts.client(jobs=jobs)
     source: Repository | Reference
     target: Repository | Reference
     if all_tags:

@@ -7,6 +7,7 @@ import os
 import click
 
 from pycrane.cli import _output as out
+from pycrane.cli._flags import slice_option
 from pycrane.cli._options import Options, command, group
 from pycrane.cli.commands._publish import push_result, target_ref
 from pycrane.errors import ManifestError
@@ -81,7 +82,9 @@ index.add_command(filter_)
 @command("append")
 @click.argument("base", required=False)
 @click.argument("more", nargs=-1)
-@click.option("-m", "--manifest", "manifests", multiple=True, help="Image or index to add.")
+@slice_option(
+    "-m", "--manifest", "manifests", help="Image or index to add; repeatable, comma lists."
+)
 @click.option("-t", "--tag", help="Push the result here (default: back to BASE).")
 @click.option(
     "--docker-empty-base", is_flag=True, help="Start from an empty Docker manifest list, not OCI."
@@ -96,7 +99,7 @@ def append(
     opts: Options,
     base: str | None,
     more: tuple[str, ...],
-    manifests: tuple[str, ...],
+    manifests: list[str] | None,
     tag: str | None,
     docker_empty_base: bool,
     flatten: bool,
@@ -113,7 +116,7 @@ def append(
         for d in idx.index_manifest().manifests:
             kid = idx.image_index(d.digest) if mt.is_index(d.media_type) else idx.image(d.digest)
             children.append((d, kid))
-    for m in (*more, *manifests):
+    for m in (*more, *(manifests or ())):
         ref = parse_reference(m)
         rd = client.get(ref)
         if rd.is_index():

@@ -31,13 +31,10 @@ def digest(opts: Options, image: str | None, full_ref: bool, tarball: str | None
         return
     if image is None:
         raise click.UsageError("missing argument 'IMAGE'")
+    from pycrane import remote
+
     ref = parse_reference(image)
-    client = opts.client()
-    platform = opts.platform
-    if platform is not None:
-        d = client.image(ref, platform=platform).digest()
-    else:
-        d = client.head(ref).digest
+    d = remote.digest(ref, platform=opts.platform, client=opts.client())
     out.line(f"{ref.repository.name}@{d}" if full_ref else str(d))
 
 
@@ -45,18 +42,15 @@ def digest(opts: Options, image: str | None, full_ref: bool, tarball: str | None
 @click.argument("image")
 def manifest(opts: Options, image: str) -> None:
     """Print the raw manifest of IMAGE (of the child for --platform when it is an index)."""
-    ref = parse_reference(image)
-    client = opts.client()
-    platform = opts.platform
-    if platform is not None:
-        out.raw(client.image(ref, platform=platform).raw_manifest())
-    else:
-        out.raw(client.get(ref).raw)
+    from pycrane import remote
+
+    out.raw(remote.manifest(parse_reference(image), platform=opts.platform, client=opts.client()))
 
 
 @command("config")
 @click.argument("image")
 def config(opts: Options, image: str) -> None:
     """Print the raw config of IMAGE (an index resolves to --platform, else linux/amd64)."""
-    ref = parse_reference(image)
-    out.raw(opts.client().image(ref, platform=opts.platform).raw_config())
+    from pycrane import remote
+
+    out.raw(remote.config(parse_reference(image), platform=opts.platform, client=opts.client()))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from pycrane.cli._flags import map_option, slice_option
 from pycrane.cli._options import Options, command
 from pycrane.cli.commands._publish import push_result, save_tarball, target_ref
 from pycrane.crane import image_or_index
@@ -11,53 +12,36 @@ from pycrane.name import parse_reference
 from pycrane.v1.image import Image, ImageIndex, is_index
 from pycrane.v1.platform import Platform
 
-__all__ = ["mutate", "parse_pairs"]
-
-
-def parse_pairs(values: tuple[str, ...], flag: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for v in values:
-        key, sep, value = v.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{v!r}: expected KEY=VALUE", param_hint=f"'{flag}'")
-        out[key] = value
-    return out
-
-
-def _split(value: str) -> list[str] | None:
-    """crane's comma lists; an empty value clears the field."""
-    return value.split(",") if value else None
+__all__ = ["mutate"]
 
 
 @command("mutate")
 @click.argument("image")
-@click.option("-a", "--annotation", multiple=True, help="Manifest annotation KEY=VALUE.")
-@click.option("-l", "--label", multiple=True, help="Config label KEY=VALUE.")
-@click.option("-e", "--env", multiple=True, help="Environment variable KEY=VALUE (merged).")
-@click.option("--entrypoint", help="New entrypoint, comma separated ('' clears it).")
-@click.option("--cmd", help="New cmd, comma separated ('' clears it).")
+@map_option("-a", "--annotation", help="Manifest annotations KEY=VALUE[,KEY=VALUE] (repeatable).")
+@map_option("-l", "--label", help="Config labels KEY=VALUE[,KEY=VALUE] (repeatable).")
+@map_option("-e", "--env", help="Environment variables KEY=VALUE[,...] (repeatable, merged).")
+@slice_option("--entrypoint", help="New entrypoint; repeatable and comma separated ('' clears it).")
+@slice_option("--cmd", help="New cmd; repeatable and comma separated ('' clears it).")
 @click.option("-u", "--user", help="New user.")
 @click.option("-w", "--workdir", help="New working directory.")
-@click.option(
-    "--exposed-ports", multiple=True, help="Ports to expose (e.g. 8080/tcp), comma lists."
-)
-@click.option("--append", "append_", multiple=True, help="Tarball to append as a layer.")
+@slice_option("--exposed-ports", help="Ports to expose (e.g. 8080/tcp); repeatable, comma lists.")
+@slice_option("--append", "append_", help="Tarball to append as a layer; repeatable, comma lists.")
 @click.option("--set-platform", help="Set the config's platform (os/arch[/variant]).")
 @click.option("-t", "--tag", help="Push to this tag (default: back to IMAGE).")
-@click.option("--repo", help="Push by digest to this repository.")
+@click.option("-r", "--repo", help="Push by digest to this repository.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write a tarball instead.")
 def mutate(
     opts: Options,
     image: str,
-    annotation: tuple[str, ...],
-    label: tuple[str, ...],
-    env: tuple[str, ...],
-    entrypoint: str | None,
-    cmd: str | None,
+    annotation: dict[str, str],
+    label: dict[str, str],
+    env: dict[str, str],
+    entrypoint: list[str] | None,
+    cmd: list[str] | None,
     user: str | None,
     workdir: str | None,
-    exposed_ports: tuple[str, ...],
-    append_: tuple[str, ...],
+    exposed_ports: list[str] | None,
+    append_: list[str] | None,
     set_platform: str | None,
     tag: str | None,
     repo: str | None,
@@ -70,19 +54,17 @@ def mutate(
     """
     from pycrane import mutate as m
 
-    annotations = parse_pairs(annotation, "--annotation")
-    labels = parse_pairs(label, "--label")
-    envs = parse_pairs(env, "--env")
-    ports = [p for v in exposed_ports for p in v.split(",") if p]
+    annotations, labels, envs = annotation, label, env
+    ports = [p for p in exposed_ports or () if p]
     changes: dict[str, object] = {}
     if labels:
         changes["labels"] = labels
     if envs:
         changes["env"] = envs
     if entrypoint is not None:
-        changes["entrypoint"] = _split(entrypoint)
+        changes["entrypoint"] = entrypoint or None
     if cmd is not None:
-        changes["cmd"] = _split(cmd)
+        changes["cmd"] = cmd or None
     if user is not None:
         changes["user"] = user
     if workdir is not None:
@@ -105,7 +87,7 @@ def mutate(
     if append_:
         from pycrane.cli.commands.append import load_layers
 
-        obj = m.append_layers(obj, load_layers(append_))  # type: ignore[arg-type]
+        obj = m.append_layers(obj, load_layers(tuple(append_)))  # type: ignore[arg-type]
     if changes:
         obj = m.config(obj, **changes)  # type: ignore[arg-type]
     if annotations:

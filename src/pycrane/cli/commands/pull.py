@@ -50,7 +50,6 @@ def pull(
     """
     from pycrane import crane
 
-    opts.jobs = jobs
     refs = [parse_reference(i) for i in images]
     if fmt != "oci" and len(opts.platforms) > 1:
         raise click.UsageError(
@@ -66,5 +65,5 @@ def pull(
             annotate_ref=annotate_ref,
             jobs=jobs,
             progress=sink,
-            client=opts.client(),
+            client=opts.client(jobs=jobs),
         )

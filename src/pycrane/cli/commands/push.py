@@ -47,7 +47,6 @@ def push(
     """
     from pycrane import crane
 
-    opts.jobs = jobs
     with progress_for(opts.quiet, title="push") as sink:
         pushed = crane.push(
             path,
@@ -56,7 +55,7 @@ def push(
             tag=tarball_tag,
             jobs=jobs,
             progress=sink,
-            client=opts.client(),
+            client=opts.client(jobs=jobs),
         )
     result = str(pushed)
     if image_refs:
