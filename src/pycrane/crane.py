@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Literal
 
 from pycrane.errors import ManifestError
@@ -152,16 +153,14 @@ def pull(
     wanted = _platforms(platforms)
     with _client(client) as c:
         if format == "oci":
-            from pycrane.layout import Layout
-
-            layout = Layout.open_or_create(path)
-            for ref in parsed:
-                obj = image_or_index(ref, wanted, client=c)
-                if cache_path:
-                    obj = cached(obj, cache_path)
-                layout.append(
-                    obj, ref_name=str(ref) if annotate_ref else None, jobs=jobs, progress=progress
-                )
+            # Resolve every reference first: a missing tag, a refused login or a dead
+            # registry then fails before anything exists on disk.
+            objs = [image_or_index(ref, wanted, client=c) for ref in parsed]
+            if cache_path:
+                objs = [cached(obj, cache_path) for obj in objs]
+            _pull_layout(
+                path, parsed, objs, annotate_ref=annotate_ref, jobs=jobs, progress=progress
+            )
             return
         if format not in ("tarball", "legacy"):
             raise ValueError(f"pull format {format!r}: expected tarball, legacy or oci")
@@ -179,6 +178,47 @@ def pull(
             tarball.write_legacy(path, chosen, progress=progress)
         else:
             tarball.write(path, chosen, progress=progress, jobs=jobs)
+
+
+def _pull_layout(
+    path: str | os.PathLike[str],
+    refs: Sequence[Reference],
+    objs: Sequence[Image | ImageIndex],
+    *,
+    annotate_ref: bool,
+    jobs: int,
+    progress: ProgressSink | None,
+) -> None:
+    """Append ``objs`` to the layout at ``path``; a layout this call created goes if it fails.
+
+    Each append is atomic (index.json changes last, under its lock), so an existing
+    layout keeps its entries whatever happens; a new one (a missing or empty
+    directory) holds nothing of value until the first append, and is removed again
+    on any failure, Ctrl-C included, rather than left half-made.
+    """
+    from pycrane import _fs
+    from pycrane.layout import Layout
+
+    p = Path(path)
+    created = not p.exists() or (p.is_dir() and not any(p.iterdir()))
+    existed = p.exists()
+    try:
+        layout = Layout.open_or_create(p)
+        for ref, obj in zip(refs, objs, strict=True):
+            layout.append(
+                obj, ref_name=str(ref) if annotate_ref else None, jobs=jobs, progress=progress
+            )
+    except BaseException:
+        if created:
+            if existed:
+                for entry in list(p.iterdir()):
+                    if entry.is_dir() and not entry.is_symlink():
+                        _fs.rmtree(entry)
+                    else:
+                        _fs.discard(entry)
+            else:
+                _fs.rmtree(p)
+        raise
 
 
 def push(
