@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pycrane import _fs
-from pycrane.errors import DigestMismatch, NotFoundError, StoreError
+from pycrane.errors import DigestMismatch, ManifestError, NotFoundError, StoreError
 from pycrane.layout import Layout
 from pycrane.random import random_image, random_index
 from pycrane.v1 import ANNOTATION_REF_NAME, Descriptor, Digest, Platform
@@ -126,7 +126,7 @@ def test_index_roundtrip_and_lazy_reads(tmp_path: Path) -> None:
     root = lay.root_index()
     assert [d.digest for d in root.index_manifest().manifests] == [idx.digest()]
     assert root.image_index(idx.digest()).digest() == idx.digest()
-    with pytest.raises(Exception):  # noqa: B017 - an index is not an image
+    with pytest.raises(ManifestError, match="is an index, not an image"):
         lay.image("multi")
 
 

@@ -426,10 +426,6 @@ class Layout:
         self._commit_entry(desc, blobs, lambda: self._write_index(idx, jobs, progress)[1])
         return desc
 
-    # Aliases in ggcr's vocabulary: append already replaces by (digest, ref name).
-    replace_image = append_image
-    replace_index = append_index
-
     def append(
         self,
         obj: Image | ImageIndex,

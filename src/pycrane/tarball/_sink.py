@@ -210,11 +210,6 @@ class TarSink:
         info.mode = 0o777
         self._tar.addfile(info)
 
-    def add_file_from(self, name: str, stream: BinaryIO, size: int) -> None:
-        """Stream unverified content of a known size (derived data, e.g. a legacy layer.tar)."""
-        self.ensure_dirs(name)
-        self._tar.addfile(self._info(name, size), stream)
-
     def close(self) -> None:
         self._tar.close()
         if not self._owned:

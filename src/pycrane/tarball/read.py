@@ -156,9 +156,6 @@ class Tarball:
         with self.open_member(name) as f:
             return f.read()
 
-    def member_size(self, name: str) -> int:
-        return self._resolve(name).size
-
     def describe(self, name: str, media_type: str) -> Descriptor:
         """Digest and size of a member, hashed once and memoised."""
         n = _norm(name)
