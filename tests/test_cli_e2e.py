@@ -829,7 +829,7 @@ def test_oci_pull_failing_mid_stream_removes_the_layout_it_created(
         proxy.stop()
     assert "sha256:" in line
     assert not target.exists()
-    assert list((tmp_path / "new").iterdir()) == []
+    assert not (tmp_path / "new").exists()  # the parent the pull made goes too
 
 
 @POSIX_ONLY

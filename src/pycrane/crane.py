@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Literal
 
 from pycrane.errors import ManifestError
@@ -41,7 +40,7 @@ from pycrane.v1.match import filter_index, select_image
 from pycrane.v1.platform import Platform
 
 if TYPE_CHECKING:
-    from pycrane.layout import BlobStore
+    from pycrane.layout import BlobStore, Layout
     from pycrane.remote import Client
 
 __all__ = [
@@ -189,36 +188,48 @@ def _pull_layout(
     jobs: int,
     progress: ProgressSink | None,
 ) -> None:
-    """Append ``objs`` to the layout at ``path``; a layout this call created goes if it fails.
+    """Append ``objs`` to the layout at ``path``; a failure leaves it as it was.
 
     Each append is atomic (index.json changes last, under its lock), so an existing
-    layout keeps its entries whatever happens; a new one (a missing or empty
-    directory) holds nothing of value until the first append, and is removed again
-    on any failure, Ctrl-C included, rather than left half-made.
+    layout keeps its entries whatever happens, and the blobs this call added that no
+    entry references are removed again. A new layout (a missing or empty directory)
+    holds nothing of value until the first append, and is removed on any failure,
+    Ctrl-C included (:func:`pycrane._rollback.output_dir`).
     """
-    from pycrane import _fs
+    from pycrane._rollback import output_dir
     from pycrane.layout import Layout
 
-    p = Path(path)
-    created = not p.exists() or (p.is_dir() and not any(p.iterdir()))
-    existed = p.exists()
-    try:
-        layout = Layout.open_or_create(p)
-        for ref, obj in zip(refs, objs, strict=True):
-            layout.append(
-                obj, ref_name=str(ref) if annotate_ref else None, jobs=jobs, progress=progress
-            )
-    except BaseException:
-        if created:
-            if existed:
-                for entry in list(p.iterdir()):
-                    if entry.is_dir() and not entry.is_symlink():
-                        _fs.rmtree(entry)
-                    else:
-                        _fs.discard(entry)
-            else:
-                _fs.rmtree(p)
-        raise
+    with output_dir(path) as new:
+        layout = Layout.open_or_create(path)
+        before = None if new else set(layout.store.digests())
+        try:
+            for ref, obj in zip(refs, objs, strict=True):
+                layout.append(
+                    obj, ref_name=str(ref) if annotate_ref else None, jobs=jobs, progress=progress
+                )
+        except BaseException:
+            if before is not None:
+                _drop_unreferenced(layout, before)
+            raise
+
+
+def _drop_unreferenced(layout: Layout, before: set[Digest]) -> None:
+    """Remove blobs that appeared since ``before`` and no index.json entry reaches.
+
+    Under the layout lock, as gc: a concurrent pull that wrote one of them and has
+    not committed yet finds it missing when it commits and writes it again
+    (Layout._update_index), so nothing it needs is lost.
+    """
+    import contextlib
+
+    from pycrane import _fs
+
+    with contextlib.suppress(Exception), layout.lock():
+        keep = layout._reachable()
+        for digest in list(layout.store.digests()):
+            if digest not in before and digest not in keep:
+                with contextlib.suppress(OSError):
+                    _fs.unlink(layout.store.path(digest), budget=0.2)
 
 
 def push(

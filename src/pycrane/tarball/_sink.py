@@ -1,4 +1,4 @@
-"""A tar archive being written to a path (temp file, then publish) or to a stream.
+"""A tar archive being written to a path (:class:`pycrane._rollback.OutputFile`) or a stream.
 
 Shared by the docker-save and legacy writers: members carry fixed metadata
 (mtime 0, root owner, no user names) so the same images give the same bytes.
@@ -24,6 +24,7 @@ from typing import Any, BinaryIO, cast
 
 from pycrane import _fs
 from pycrane._concurrency import Stopped
+from pycrane._rollback import OutputFile
 from pycrane.compression import CHUNK
 from pycrane.errors import TarballError
 from pycrane.progress import NULL_PROGRESS, ProgressSink
@@ -78,15 +79,18 @@ class TarSink:
 
     def __init__(self, target: Target, progress: ProgressSink | None = None) -> None:
         self.progress = progress or NULL_PROGRESS
-        self._final: Path | None = None
+        self._out: OutputFile | None = None
         self._tmp: Path | None = None
         self._fh: BinaryIO
         if isinstance(target, (str, os.PathLike)):
-            self._final = Path(target)
-            parent = self._final.parent
-            _fs.makedirs(parent)
-            self._fh, self._tmp = _fs.mkstemp(parent, prefix=f".{self._final.name}.")
-            _fs.make_sparse(self._fh)  # reserve() leaves gaps that fill() writes later
+            # The archive is written beside the target and replaces it only when whole.
+            self._out = OutputFile(target)
+            self._fh, self._tmp = self._out.file, self._out.tmp
+            try:
+                _fs.make_sparse(self._fh)  # reserve() leaves gaps that fill() writes later
+            except BaseException:
+                self._out.abort()
+                raise
             self._owned = True
         else:
             self._fh = target
@@ -211,21 +215,18 @@ class TarSink:
         self._tar.addfile(info)
 
     def close(self) -> None:
-        self._tar.close()
+        try:
+            self._tar.close()
+        except BaseException:
+            if self._out is not None:
+                self._out.abort()
+            raise
         if not self._owned:
             self._fh.flush()
             return
-        assert self._final is not None and self._tmp is not None
-        try:
-            _fs.fsync_file(self._fh)
-            self._fh.close()
-            # Replacing, not publish(): a tarball is a user-named file, not content-addressed.
-            _fs.replace(self._tmp, self._final)
-        except BaseException:
-            self._fh.close()
-            _fs.discard(self._tmp)
-            raise
-        _fs.fsync_dir(self._final.parent)
+        assert self._out is not None
+        # Replacing, not publish(): a tarball is a user-named file, not content-addressed.
+        self._out.commit()
 
     def abort(self) -> None:
         # Never finish the archive: an end-of-archive marker would make a failed
@@ -234,13 +235,8 @@ class TarSink:
         if stream is not None and stream is not self._fh:  # tarfile's own stream buffer
             stream.closed = True
         self._tar.closed = True  # type: ignore[attr-defined]
-        if not self._owned:
-            return
-        try:
-            self._fh.close()
-        finally:
-            if self._tmp is not None:
-                _fs.discard(self._tmp)
+        if self._out is not None:
+            self._out.abort()
 
     def __enter__(self) -> TarSink:
         return self

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import sys
-from pathlib import Path
 
 import click
 
@@ -23,7 +21,7 @@ def export(opts: Options, image: str, tarball: str) -> None:
     """Write IMAGE's filesystem (whiteouts applied) to TARBALL, or stdout with '-'.
 
     IMAGE '-' reads a docker-save tarball from stdin. A file target appears only
-    when complete (written next to it, then renamed).
+    when complete: a failed or interrupted export leaves no file.
     """
     from pycrane import mutate as m
 
@@ -40,20 +38,7 @@ def export(opts: Options, image: str, tarball: str) -> None:
         m.export(img, stdout)
         stdout.flush()
         return
-    _export_to_file(m, img, Path(tarball))
+    from pycrane._rollback import output_file
 
-
-def _export_to_file(m: object, img: Image, target: Path) -> None:
-    from pycrane import _fs
-
-    target = target.absolute()
-    f, tmp = _fs.mkstemp(target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with f:
-            m.export(img, f)  # type: ignore[attr-defined]
-            f.flush()
-            _fs.fsync_file(f)
-        _fs.replace_atomic(tmp, target)
-    finally:
-        if os.path.lexists(tmp):
-            _fs.discard(tmp)
+    with output_file(tarball) as f:
+        m.export(img, f)
