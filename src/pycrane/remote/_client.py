@@ -312,10 +312,21 @@ class Client:
         *,
         jobs: int | None = None,
         progress: ProgressSink | None = None,
+        all_or_nothing: bool = False,
     ) -> Descriptor:
-        """Push an image or an index."""
+        """Push an image or an index.
+
+        ``all_or_nothing`` holds every upload session open until all the blobs' bytes
+        are sent and their sources verified, then closes them: a local blob that does
+        not hash to its name leaves the registry without any new blob, manifest or
+        tag, and no source is read twice (one request more per blob).
+        """
         return self.writer.write(
-            _ref(ref), obj, jobs=jobs or self.jobs, progress=progress or NULL_PROGRESS
+            _ref(ref),
+            obj,
+            jobs=jobs or self.jobs,
+            progress=progress or NULL_PROGRESS,
+            all_or_nothing=all_or_nothing,
         )
 
     def tag(self, ref: str | Reference, new_tag: str) -> Descriptor:

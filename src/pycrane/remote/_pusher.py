@@ -108,12 +108,24 @@ class Pusher:
         jobs: int,
         progress: ProgressSink,
         flight: SingleFlight,
+        *,
+        all_or_nothing: bool = False,
     ) -> None:
-        """Upload each distinct blob once, ``jobs`` at a time; ``flight`` spans an operation."""
+        """Upload each distinct blob once, ``jobs`` at a time; ``flight`` spans an operation.
+
+        ``all_or_nothing`` sends every blob's bytes first and closes the upload
+        sessions (the PUT that makes a blob exist) only once every source has been
+        read to its end and verified: a source that fails, a local blob that does
+        not hash to its name say, cancels every session, so the registry gains no
+        blob. Each source is still read once.
+        """
         unique: dict[Digest, UploadBlob] = {}
         for b in blobs:
             unique.setdefault(b.desc.digest, b)
         if not unique:
+            return
+        if all_or_nothing:
+            self._upload_staged(repo, list(unique.values()), jobs, progress)
             return
         key = repo.name
 
@@ -121,17 +133,59 @@ class Pusher:
             name = f"{key}@{b.desc.digest}"
 
             def shared() -> None:
-                if not self._inflight.run(name, lambda: self.upload(repo, b, progress)):
+                if not self._inflight.run(name, lambda: self._upload_now(repo, b, progress)):
                     progress.finish(b.desc.digest, skipped=True)  # another operation sent it
 
             flight.run(name, shared)
 
         bounded_map(one, unique.values(), jobs)
 
-    def upload(
-        self, repo: Repository, blob: UploadBlob, progress: ProgressSink, *, force: bool = False
+    def _upload_now(self, repo: Repository, b: UploadBlob, progress: ProgressSink) -> None:
+        self.upload(repo, b, progress)
+
+    def _upload_staged(
+        self, repo: Repository, blobs: list[UploadBlob], jobs: int, progress: ProgressSink
     ) -> None:
-        """One blob: skipped if present, mounted if possible, else uploaded (with retries)."""
+        staged: list[tuple[str, UploadBlob]] = []
+        lock = threading.Lock()
+        push = [repo.scope("pull,push")]
+
+        def stage(b: UploadBlob) -> None:
+            location = self.upload(repo, b, progress, commit=False)
+            if location is not None:
+                with lock:
+                    staged.append((location, b))
+
+        def commit(item: tuple[str, UploadBlob]) -> None:
+            location, b = item
+            self._commit_upload(
+                repo, push, f"blob {repo.name}@{b.desc.digest}", location, b.desc.digest
+            )
+
+        try:
+            bounded_map(stage, blobs, jobs)
+        except Exception:
+            # Nothing was committed: cancelling the sessions leaves the registry as it
+            # was (an interrupted push leaves them to expire).
+            for location, b in staged:
+                self._cancel_upload(repo, push, f"blob {repo.name}@{b.desc.digest}", location)
+            raise
+        bounded_map(commit, staged, jobs)
+
+    def upload(
+        self,
+        repo: Repository,
+        blob: UploadBlob,
+        progress: ProgressSink,
+        *,
+        force: bool = False,
+        commit: bool = True,
+    ) -> str | None:
+        """One blob: skipped if present, mounted if possible, else uploaded (with retries).
+
+        Without ``commit`` the bytes are sent but the session is left open: its URL
+        is returned for the caller to close (:meth:`_commit_upload`) or cancel.
+        """
         desc = blob.desc
         what = f"blob {repo.name}@{desc.digest}"
         if (
@@ -140,10 +194,10 @@ class Pusher:
             and not mt.is_distributable(desc.media_type)
         ):
             log.debug("%s: non-distributable (%s), skipped", what, desc.media_type)
-            return
+            return None
         if self.fetcher.blob_exists(repo, desc.digest, push=True):
             progress.finish(desc.digest, skipped=True)
-            return
+            return None
         push = [repo.scope("pull,push")]
         location: str | None = None
         if (
@@ -154,15 +208,15 @@ class Pusher:
             location = self._try_mount(repo, blob.source, desc)
             if location == "":
                 progress.finish(desc.digest, skipped=True)
-                return
+                return None
         retries = Retrier(self.api.retry, what)
         while True:
             try:
                 if location is None:
                     location = self._start_upload(repo, push, what)
-                self._send(repo, push, what, location, blob, progress)
+                staged = self._send(repo, push, what, location, blob, progress, commit=commit)
                 progress.finish(desc.digest)
-                return
+                return staged
             except (TransportError, RegistryError) as e:
                 if location and isinstance(e, RegistryError):
                     # Only when the registry answers: a DELETE to one that stopped
@@ -171,6 +225,12 @@ class Pusher:
                 location = None
                 if not e.is_temporary() or not retries.again(f"upload failed ({e})"):
                     raise
+            except Exception:
+                if location:
+                    # The source failed (a blob that does not hash to its name, say):
+                    # free the session now rather than at the registry's expiry.
+                    self._cancel_upload(repo, push, what, location)
+                raise
 
     def _try_mount(self, repo: Repository, source: Repository, desc: Descriptor) -> str | None:
         """Cross-repository mount: "" when mounted, an upload URL on 202, None on failure."""
@@ -223,16 +283,20 @@ class Pusher:
         location: str,
         blob: UploadBlob,
         progress: ProgressSink,
-    ) -> None:
+        *,
+        commit: bool = True,
+    ) -> str | None:
+        """Send the bytes; without ``commit``, return the open session's URL (not closed)."""
         desc = blob.desc
         chunk = self.chunk_size or self._chunked.get(repo.registry.name)
         progress.start(desc.digest, desc.size, what)
         if chunk:
-            self._send_chunked(repo, scopes, what, location, blob, progress, chunk)
-            return
+            return self._send_chunked(
+                repo, scopes, what, location, blob, progress, chunk, commit=commit
+            )
         headers = {"Content-Type": "application/octet-stream", "Content-Length": str(desc.size)}
         body = _body(blob.opener, progress, desc, what)
-        if desc.size < self.monolithic_limit:
+        if commit and desc.size < self.monolithic_limit:
             resp = self.api.request(
                 "PUT",
                 repo.registry,
@@ -258,12 +322,15 @@ class Pusher:
             )
             if resp.status != 413:
                 loc = urllib.parse.urljoin(resp.url, resp.header("Location") or location)
+                if not commit:
+                    return loc
                 resp = self._commit_upload(repo, scopes, what, loc, desc.digest)
         if resp.status == 413:
             # Too large for one request: this registry wants chunks from now on.
             with self._lock:
                 self._chunked.setdefault(repo.registry.name, DEFAULT_CHUNK)
             raise TransportError(f"{what}: registry refused a {desc.size}-byte body (413)")
+        return None
 
     def _send_chunked(
         self,
@@ -274,7 +341,9 @@ class Pusher:
         blob: UploadBlob,
         progress: ProgressSink,
         chunk: int,
-    ) -> None:
+        *,
+        commit: bool = True,
+    ) -> str | None:
         desc = blob.desc
         offset = 0  # bytes the registry has acknowledged
         pending = b""  # bytes read from the source, not yet acknowledged
@@ -339,6 +408,8 @@ class Pusher:
             src.close()
         if desc.size >= 0 and offset != desc.size:
             raise SizeMismatch(what, desc.size, offset)
+        if not commit:
+            return location
         try:
             self._commit_upload(repo, scopes, what, location, desc.digest)
         except RegistryError as e:
@@ -347,6 +418,7 @@ class Pusher:
                 # resume point was wrong, only a fresh upload can repair it.
                 raise TransportError(f"{what}: resumed upload did not verify ({e})") from e
             raise
+        return None
 
     def _cancel_upload(self, repo: Repository, scopes: list[str], what: str, location: str) -> None:
         """Best effort: free an abandoned session's bytes at the registry now, not at expiry."""

@@ -106,10 +106,16 @@ class Writer:
         jobs: int,
         progress: ProgressSink,
         flight: SingleFlight | None = None,
+        all_or_nothing: bool = False,
     ) -> Descriptor:
         """Push an image: blobs not already there (concurrently), then the manifest."""
         self.pusher.upload_all(
-            r.repository, self.blobs_of(img), jobs, progress, flight or SingleFlight()
+            r.repository,
+            self.blobs_of(img),
+            jobs,
+            progress,
+            flight or SingleFlight(),
+            all_or_nothing=all_or_nothing,
         )
         return self.put_manifest_if_needed(r, img.raw_manifest(), img.media_type())
 
@@ -121,6 +127,7 @@ class Writer:
         jobs: int,
         progress: ProgressSink,
         flight: SingleFlight | None = None,
+        all_or_nothing: bool = False,
     ) -> Descriptor:
         """Push an index: every child's blobs, children's manifests by digest, then the index."""
         repo = r.repository
@@ -144,7 +151,9 @@ class Writer:
                 levels.setdefault(depth, []).append((child.raw_manifest(), child.media_type()))
 
         walk(idx, 0)
-        self.pusher.upload_all(repo, blobs, jobs, progress, flight or SingleFlight())
+        self.pusher.upload_all(
+            repo, blobs, jobs, progress, flight or SingleFlight(), all_or_nothing=all_or_nothing
+        )
         # Deepest first: a registry may check that an index's children exist.
         for depth in sorted(levels, reverse=True):
             bounded_map(
@@ -157,12 +166,20 @@ class Writer:
         return self.put_manifest_if_needed(r, idx.raw_manifest(), idx.media_type())
 
     def write(
-        self, r: Reference, obj: Image | ImageIndex, *, jobs: int, progress: ProgressSink
+        self,
+        r: Reference,
+        obj: Image | ImageIndex,
+        *,
+        jobs: int,
+        progress: ProgressSink,
+        all_or_nothing: bool = False,
     ) -> Descriptor:
-        """Push an image or an index."""
+        """Push an image or an index (``all_or_nothing``: see :meth:`Pusher.upload_all`)."""
         if is_index(obj):
-            return self.write_index(r, obj, jobs=jobs, progress=progress)
-        return self.write_image(r, obj, jobs=jobs, progress=progress)
+            return self.write_index(
+                r, obj, jobs=jobs, progress=progress, all_or_nothing=all_or_nothing
+            )
+        return self.write_image(r, obj, jobs=jobs, progress=progress, all_or_nothing=all_or_nothing)
 
     def tag(self, r: Reference, new_tag: str) -> Descriptor:
         """Point ``new_tag`` (in the same repository) at what ``r`` points at."""

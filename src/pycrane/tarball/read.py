@@ -29,6 +29,7 @@ from pycrane import compression as comp
 from pycrane._concurrency import bounded_map
 from pycrane.compression import CHUNK
 from pycrane.errors import (
+    CompressionError,
     DigestMismatch,
     InvalidReference,
     ManifestError,
@@ -185,11 +186,14 @@ class Tarball:
             h, diff = DigestHasher(), DigestHasher()
             with self.open_member(n) as f:
                 tee = _Tee(f, h)
-                with comp.decompressed_reader(cast(BinaryIO, tee)) as plain:
-                    while chunk := plain.read(CHUNK):
-                        diff.update(chunk)
-                    while tee.read(CHUNK):  # trailing bytes after the stream still count
-                        pass
+                try:
+                    with comp.decompressed_reader(cast(BinaryIO, tee)) as plain:
+                        while chunk := plain.read(CHUNK):
+                            diff.update(chunk)
+                        while tee.read(CHUNK):  # trailing bytes after the stream still count
+                            pass
+                except CompressionError as e:
+                    raise TarballError(f"tarball {self.path}: layer {name}: {e}") from None
             actual = diff.digest()
             if actual != diff_id:
                 raise DigestMismatch(
@@ -401,12 +405,32 @@ class _MemberLayer(LayerBase):
         self._mt = media_type
         self._desc = desc
 
+    def digest(self) -> Digest:
+        return self._desc.digest if self._desc is not None else self.descriptor().digest
+
+    def size(self) -> int:
+        return self._desc.size if self._desc is not None else self.descriptor().size
+
+    def media_type(self) -> str:
+        return self._desc.media_type if self._desc is not None else self._mt
+
     def descriptor(self) -> Descriptor:
-        if self._desc is not None:
-            return self._desc
         if self._diff_id is not None:
-            return self._tb.describe_checked(self._name, self._mt, self._diff_id)
-        return self._tb.describe(self._name, self._mt)
+            d = self._tb.describe_checked(self._name, self._mt, self._diff_id)
+        else:
+            d = self._tb.describe(self._name, self._mt)
+        want = self._desc
+        if want is None:
+            return d
+        # An embedded OCI manifest names the layer: the member must be that blob (one
+        # hashing pass, memoised, which also checks the config's diff_id).
+        if d.digest != want.digest or d.size != want.size:
+            raise DigestMismatch(
+                f"tarball {self._tb.path}: layer {self._name} does not match its manifest",
+                f"{want.digest} ({want.size} bytes)",
+                f"{d.digest} ({d.size} bytes)",
+            )
+        return want
 
     def compressed(self) -> BinaryIO:
         return self._tb.open_member(self._name)
