@@ -1,16 +1,20 @@
-"""``pycrane edit config|manifest IMAGE``: change the JSON in ``$EDITOR`` (or from stdin), push it.
+"""``pycrane edit config|manifest|fs IMAGE``: change it in ``$EDITOR`` (or from stdin), push it.
 
 As crane does, the editor opens only when stdin and stdout are both terminals;
-otherwise the new content is read from stdin, so scripts can pipe it in. The
-edited text must be a JSON object before anything is pushed.
+otherwise the new content is read from stdin, so scripts can pipe it in. An
+edited config or manifest must be a JSON object before anything is pushed; an
+edited file becomes a new top layer holding just that file.
 """
 
 from __future__ import annotations
 
 import base64
+import io
 import json
+import posixpath
 import sys
-from typing import Any
+import tarfile
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -18,6 +22,9 @@ from pycrane.cli import _output as out
 from pycrane.cli._options import Options, command, group
 from pycrane.name import DigestRef, Reference, parse_reference
 from pycrane.v1.digest import Digest
+
+if TYPE_CHECKING:
+    from pycrane.v1.image import Image
 
 __all__ = ["edit"]
 
@@ -103,5 +110,79 @@ def manifest(opts: Options, image: str, tag: str | None, media_type: str | None)
     out.line(str(dst))
 
 
+@command("fs")
+@click.argument("image")
+@click.option("-f", "--filename", required=True, help="The file to edit (created if absent).")
+@click.option("-t", "--tag", help="Push the result here (default: IMAGE's tag, or a new digest).")
+def fs(opts: Options, image: str, filename: str, tag: str | None) -> None:
+    """Edit (or add) a file of IMAGE's filesystem in a new top layer, push it, print the reference.
+
+    On a terminal the file's current content (whiteouts applied) opens in $EDITOR;
+    otherwise stdin is the new content. A new file gets mode 0555, as crane gives it.
+    """
+    from pycrane import mutate
+    from pycrane.tarball import layer_from_reader
+
+    name = _member_name(filename)
+    src = parse_reference(image)
+    client = opts.client()
+    img = client.image(src, platform=opts.platform)
+    if _interactive():
+        info, current = _find_file(img, name)
+        text = click.edit(
+            current.decode("utf-8", "surrogateescape"),
+            extension=posixpath.splitext(name)[1] or ".txt",
+            require_save=False,
+        )
+        data = (text or "").encode("utf-8", "surrogateescape")
+    else:
+        info, data = _new_file(name), sys.stdin.buffer.read()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+    buf.seek(0)
+    layer = layer_from_reader(buf)
+    history = {"author": "pycrane", "created_by": f"pycrane edit fs -f {filename}"}
+    new = mutate.append_layers(img, [layer], history=[history])
+    dst = _destination(src, tag, new.raw_manifest())
+    client.write_image(dst, new, jobs=opts.jobs)
+    out.line(str(dst))
+
+
+def _member_name(filename: str) -> str:
+    """A tar member name for ``filename``: relative, normalised, never above the root."""
+    name = posixpath.normpath("/" + filename.replace("\\", "/")).lstrip("/")
+    if not name or name == ".":
+        raise click.BadParameter(f"{filename!r} names no file", param_hint="'-f/--filename'")
+    return name
+
+
+def _new_file(name: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    # A fixed mode, as crane: not the umask of whoever ran the command.
+    info.mode = 0o555
+    info.mtime = 0
+    return info
+
+
+def _find_file(img: Image, name: str) -> tuple[tarfile.TarInfo, bytes]:
+    """The file's header and content in IMAGE's flattened filesystem (a new one if absent)."""
+    from pycrane import mutate
+
+    with mutate.extract(img) as stream, tarfile.open(fileobj=stream, mode="r|") as tf:
+        for m in tf:
+            if posixpath.normpath(m.name.lstrip("/")) != name:
+                continue
+            if not m.isfile():
+                raise click.ClickException(f"{name} in {img.digest()} is not a regular file")
+            f = tf.extractfile(m)
+            data = f.read() if f is not None else b""
+            m.name = name
+            return m, data
+    return _new_file(name), b""
+
+
 edit.add_command(config)
 edit.add_command(manifest)
+edit.add_command(fs)
