@@ -608,3 +608,25 @@ def test_parallel_fill_under_windows_emulator(tmp_path: Path, windows_fs) -> Non
     fs.wait_idle()
     assert tarball.image_from_path(out).digest() == img.digest()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w.tar"]
+
+
+def test_documents_are_bounded_by_the_shared_limits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tarball's manifest.json, manifests and configs are bounded as every reader's are
+    (pycrane.v1.limits), not by a bound of its own."""
+    from pycrane.tarball import read
+    from pycrane.v1 import limits
+
+    assert (read.MANIFEST_LIMIT, read.CONFIG_LIMIT) == (limits.MANIFEST_LIMIT, limits.CONFIG_LIMIT)
+    img = random_image(1, 100, seed=51)
+    out = tmp_path / "t.tar"
+    tarball.write(out, {"x:1": img})
+    monkeypatch.setattr(read, "CONFIG_LIMIT", len(img.raw_config()) - 1)
+    with pytest.raises(TarballError, match=r"over the .*-byte limit for a manifest or config"):
+        tarball.image_from_path(out).raw_config()
+    monkeypatch.setattr(read, "CONFIG_LIMIT", len(img.raw_config()))
+    assert tarball.image_from_path(out).raw_config() == img.raw_config()
+    monkeypatch.setattr(read, "MANIFEST_LIMIT", 10)
+    with pytest.raises(TarballError, match=r"manifest.json. is .* bytes, over the 10-byte limit"):
+        tarball.image_from_path(out)

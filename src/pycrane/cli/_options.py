@@ -40,6 +40,8 @@ class Options:
 
     platforms: list[Platform] = field(default_factory=list)
     insecure: bool = False
+    #: Push non-distributable (foreign) layers too (--allow-nondistributable-artifacts).
+    allow_nondistributable: bool = False
     verbose: bool = False
     quiet: bool = False
     debug: bool = False
@@ -68,7 +70,12 @@ class Options:
 
             if jobs is not None:
                 self.jobs = jobs
-            self._client = Client(insecure=self.insecure, jobs=self.jobs, timeout=self.timeout)
+            self._client = Client(
+                insecure=self.insecure,
+                jobs=self.jobs,
+                timeout=self.timeout,
+                allow_nondistributable=self.allow_nondistributable,
+            )
         return self._client
 
     def close(self) -> None:
@@ -115,6 +122,12 @@ def _global_params() -> list[click.Parameter]:
             help="Allow plain HTTP and skip TLS verification.",
         ),
         click.Option(
+            ["--allow-nondistributable-artifacts", "allow_nondistributable"],
+            is_flag=True,
+            default=False,
+            help="Push non-distributable (foreign) layers too, not only their descriptors.",
+        ),
+        click.Option(
             ["--timeout"],
             type=click.FloatRange(min=0, min_open=True),
             envvar="PYCRANE_TIMEOUT",
@@ -136,7 +149,15 @@ def _global_params() -> list[click.Parameter]:
     ]
 
 
-_GLOBAL_NAMES = ("platform", "insecure", "timeout", "verbose", "quiet", "debug")
+_GLOBAL_NAMES = (
+    "platform",
+    "insecure",
+    "allow_nondistributable",
+    "timeout",
+    "verbose",
+    "quiet",
+    "debug",
+)
 
 
 def root_options(ctx: click.Context) -> Options:
@@ -151,6 +172,9 @@ def merge_options(ctx: click.Context, values: dict[str, Any]) -> Options:
     if values.get("platform"):
         opts.platforms.extend(parse_platforms(values["platform"]))
     opts.insecure = opts.insecure or bool(values.get("insecure"))
+    opts.allow_nondistributable = opts.allow_nondistributable or bool(
+        values.get("allow_nondistributable")
+    )
     if values.get("timeout") is not None:
         opts.timeout = float(values["timeout"])
     opts.verbose = opts.verbose or bool(values.get("verbose"))

@@ -43,6 +43,7 @@ from pycrane.v1.config import ConfigFile
 from pycrane.v1.descriptor import Descriptor
 from pycrane.v1.digest import Digest, DigestHasher
 from pycrane.v1.image import ImageBase, Layer, LayerBase
+from pycrane.v1.limits import CONFIG_LIMIT, MANIFEST_LIMIT
 from pycrane.v1.manifest import Index, Manifest, parse_manifest
 from pycrane.v1.memo import Memo
 
@@ -148,11 +149,18 @@ class Tarball:
         f.seek(m.offset)
         return cast(BinaryIO, _Limited(f, m.size, f"tarball {self.path}: member {name!r}"))
 
-    def read_member(self, name: str, limit: int = 64 << 20) -> bytes:
+    def read_member(self, name: str, limit: int | None = None) -> bytes:
+        """A document member (manifest.json, index.json, a manifest or config), whole.
+
+        Bounded as every reader bounds manifests and configs (:mod:`pycrane.v1.limits`;
+        ``limit`` defaults to the manifest bound).
+        """
+        limit = MANIFEST_LIMIT if limit is None else limit
         m = self._resolve(name)
         if m.size > limit:
             raise TarballError(
-                f"tarball {self.path}: member {name!r} is {m.size} bytes, expected a small document"
+                f"tarball {self.path}: member {name!r} is {m.size} bytes, "
+                f"over the {limit}-byte limit for a manifest or config"
             )
         with self.open_member(name) as f:
             return f.read()
@@ -483,7 +491,9 @@ class TarballImage(ImageBase):
         self._layers_by_digest: dict[Digest, Layer] = {}
 
     def raw_config(self) -> bytes:
-        return self._memo.get("raw_config", lambda: self._tb.read_member(self.entry.config))
+        return self._memo.get(
+            "raw_config", lambda: self._tb.read_member(self.entry.config, CONFIG_LIMIT)
+        )
 
     def _oci(self) -> Manifest | None:
         def find() -> Manifest | None:
