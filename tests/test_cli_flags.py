@@ -51,6 +51,8 @@ CRANE_FLAGS: list[tuple[str, str, str, list[str]]] = [
     ("edit config", "-t/--tag", STRING, ["a"]),
     ("edit manifest", "-t/--tag", STRING, ["a"]),
     ("edit manifest", "-m/--media-type", STRING, ["a"]),
+    ("edit fs", "-f/--filename", STRING, ["a"]),
+    ("edit fs", "-t/--tag", STRING, ["a", "-f", "x"]),
     ("flatten", "-t/--tag", STRING, ["a"]),
     ("index filter", "-t/--tag", STRING, ["a"]),
     ("index filter", "--platform", PLATFORMS, ["a"]),
@@ -90,6 +92,10 @@ CRANE_FLAGS: list[tuple[str, str, str, list[str]]] = [
     # crane's persistent flags, on every command.
     ("ls", "-v/--verbose", BOOL, ["a"]),
     ("ls", "--insecure", BOOL, ["a"]),
+    ("copy", "--allow-nondistributable-artifacts", BOOL, ["a", "b"]),
+    ("push", "--allow-nondistributable-artifacts", BOOL, ["a", "b"]),
+    ("pull", "--allow-nondistributable-artifacts", BOOL, ["a", "out"]),
+    ("mutate", "--allow-nondistributable-artifacts", BOOL, ["a"]),
 ]
 
 #: Values that pass each command's own type checks (choices, paths that must exist).
@@ -182,7 +188,7 @@ def test_every_crane_command_exists() -> None:
     """crane v0.21's commands (plus gcrane's ls -r), as pycrane spells them."""
     for path in (
         "append", "auth get", "auth login", "auth logout", "auth token", "blob", "catalog",
-        "config", "copy", "cp", "delete", "digest", "edit config", "edit manifest", "export",
+        "config", "copy", "cp", "delete", "digest", "edit config", "edit manifest", "edit fs", "export",
         "flatten", "index append", "index filter", "ls", "manifest", "mutate", "pull", "push",
         "rebase", "registry serve", "tag", "validate", "version",
     ):  # fmt: skip

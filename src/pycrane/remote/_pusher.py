@@ -5,7 +5,11 @@ the same registry is mounted, a small one goes in one PUT, a large one streams
 through a PATCH, and a registry that asks for chunks (413, ``OCI-Chunk-Min-Length``)
 gets chunked uploads that resume where the registry says it stopped. Concurrent
 uploads of one blob, by one operation or by several sharing the client, are
-merged by :class:`~pycrane._concurrency.SingleFlight`.
+merged by :class:`~pycrane._concurrency.SingleFlight`. An all-or-nothing push sends
+every blob's bytes first and closes the sessions only when all have verified.
+
+About 530 lines because those upload paths are one protocol whose session handling
+(start, send, resume, commit, cancel) they share.
 """
 
 from __future__ import annotations
