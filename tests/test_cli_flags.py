@@ -188,9 +188,9 @@ def test_every_crane_command_exists() -> None:
     """crane v0.21's commands (plus gcrane's ls -r), as pycrane spells them."""
     for path in (
         "append", "auth get", "auth login", "auth logout", "auth token", "blob", "catalog",
-        "config", "copy", "cp", "delete", "digest", "edit config", "edit manifest", "edit fs", "export",
-        "flatten", "index append", "index filter", "ls", "manifest", "mutate", "pull", "push",
-        "rebase", "registry serve", "tag", "validate", "version",
+        "config", "copy", "cp", "delete", "digest", "edit config", "edit manifest", "edit fs",
+        "export", "flatten", "index append", "index filter", "ls", "manifest", "mutate", "pull",
+        "push", "rebase", "registry serve", "tag", "validate", "version",
     ):  # fmt: skip
         _command(path)
     assert "-r/--recursive" and _param("ls", "-r/--recursive")
