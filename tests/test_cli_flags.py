@@ -74,6 +74,7 @@ CRANE_FLAGS: list[tuple[str, str, str, list[str]]] = [
     ("mutate", "-w/--workdir", STRING, ["a"]),
     ("mutate", "--set-platform", STRING, ["a"]),
     ("mutate", "--exposed-ports", SLICE, ["a"]),
+    ("optimize", "--prioritize", SLICE, ["a", "b"]),
     ("pull", "-c/--cache_path", STRING, ["a", "out"]),
     ("pull", "--format", STRING, ["a", "out"]),
     ("pull", "--annotate-ref", BOOL, ["a", "out"]),
@@ -189,7 +190,8 @@ def test_every_crane_command_exists() -> None:
     for path in (
         "append", "auth get", "auth login", "auth logout", "auth token", "blob", "catalog",
         "config", "copy", "cp", "delete", "digest", "edit config", "edit manifest", "edit fs",
-        "export", "flatten", "index append", "index filter", "ls", "manifest", "mutate", "pull",
+        "export", "flatten", "index append", "index filter", "ls", "manifest", "mutate", "optimize",
+        "opt", "pull",
         "push", "rebase", "registry serve", "tag", "validate", "version",
     ):  # fmt: skip
         _command(path)

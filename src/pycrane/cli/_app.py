@@ -27,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "cp": ("copy", "copy", "Alias of copy."),
     "delete": ("delete", "delete", "Delete an image reference from its registry."),
     "digest": ("inspect", "digest", "Print the digest of an image."),
-    "edit": ("edit", "edit", "Edit an image's config or manifest ($EDITOR or stdin); push it."),
+    "edit": ("edit", "edit", "Edit an image's config, manifest or a file ($EDITOR or stdin)."),
     "export": ("export", "export", "Write an image's flattened filesystem as a tarball."),
     "flatten": ("flatten", "flatten", "Squash an image's layers into one and push it."),
     "index": ("index", "index", "List, build and filter image indexes."),
@@ -35,6 +35,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "ls": ("ls", "ls", "List the tags in a repository."),
     "manifest": ("inspect", "manifest", "Print the raw manifest of an image or index."),
     "mutate": ("mutate", "mutate", "Change an image's config, annotations or layers and push it."),
+    "optimize": ("optimize", "optimize", "Rewrite an image's layers as eStargz and push it."),
+    "opt": ("optimize", "optimize", "Alias of optimize."),
     "pull": ("pull", "pull", "Pull images to a tarball, a legacy tarball or an OCI layout."),
     "push": ("push", "push", "Push an OCI layout or a tarball to a registry."),
     "rebase": ("rebase", "rebase", "Move an image onto a new base image."),
@@ -47,7 +49,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     ),
     "version": ("version", "version", "Print pycrane's version."),
 }
-_HIDDEN = {"cp"}
+_HIDDEN = {"cp", "opt"}
 
 
 class LazyGroup(click.Group):
