@@ -109,6 +109,10 @@ def _spool(layer: Layer, spool: BinaryIO) -> list[_Entry]:
                         while data := src.read(CHUNK):
                             spool.write(data)
                     entries.append(_Entry(m, offset))
+            # tarfile stops at the end-of-archive marker: read on to EOF, where the
+            # layer's digest is checked.
+            while raw.read(CHUNK):
+                pass
         except tarfile.TarError as e:
             raise TarballError(f"layer {layer.digest()}: not a valid tar stream ({e})") from None
     return entries
@@ -122,21 +126,24 @@ def _landmark(name: str) -> _Entry:
 
 def _order(entries: list[_Entry], prioritized: Sequence[str]) -> tuple[list[_Entry], list[str]]:
     """Prioritized files first (parents and hardlink targets before them), then the rest."""
-    by_name = {_clean(e.info.name): e for e in entries}
+    by_name: dict[str, list[_Entry]] = {}
+    for e in entries:
+        by_name.setdefault(_clean(e.info.name), []).append(e)
     taken: set[int] = set()
     first: list[_Entry] = []
 
     def take(name: str) -> None:
-        e = by_name.get(name)
-        if e is None or id(e) in taken:
-            return
-        parent = posixpath.dirname(name)
-        if parent:
-            take(parent)
-        if e.info.islnk():
-            take(_clean(e.info.linkname))
-        taken.add(id(e))
-        first.append(e)
+        # Every entry of that name, in archive order: a later one must still win.
+        for e in by_name.get(name, ()):
+            if id(e) in taken:
+                continue
+            taken.add(id(e))
+            parent = posixpath.dirname(name)
+            if parent:
+                take(parent)
+            if e.info.islnk():
+                take(_clean(e.info.linkname))
+            first.append(e)
 
     missing = []
     for p in prioritized:
