@@ -35,6 +35,7 @@ from pycrane.errors import (
     ManifestError,
     NotFoundError,
     TarballError,
+    VerificationError,
 )
 from pycrane.name import Reference, Tag, parse_reference
 from pycrane.tarball.layer import SpooledLayer, media_type_for, slice_reader, spool_tar
@@ -201,7 +202,7 @@ class Tarball:
                         while tee.read(CHUNK):  # trailing bytes after the stream still count
                             pass
                 except CompressionError as e:
-                    raise TarballError(f"tarball {self.path}: layer {name}: {e}") from None
+                    raise VerificationError(f"tarball {self.path}: layer {name}: {e}") from None
             actual = diff.digest()
             if actual != diff_id:
                 raise DigestMismatch(
@@ -423,11 +424,19 @@ class _MemberLayer(LayerBase):
         return self._desc.media_type if self._desc is not None else self._mt
 
     def descriptor(self) -> Descriptor:
-        if self._diff_id is not None:
-            d = self._tb.describe_checked(self._name, self._mt, self._diff_id)
-        else:
-            d = self._tb.describe(self._name, self._mt)
         want = self._desc
+        try:
+            if self._diff_id is not None:
+                d = self._tb.describe_checked(self._name, self._mt, self._diff_id)
+            else:
+                d = self._tb.describe(self._name, self._mt)
+        except VerificationError:
+            if want is None:
+                raise
+            # Say first whether the member is the blob the manifest names at all.
+            d = self._tb.describe(self._name, self._mt)
+            if d.digest == want.digest and d.size == want.size:
+                raise
         if want is None:
             return d
         # An embedded OCI manifest names the layer: the member must be that blob (one
