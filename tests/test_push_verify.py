@@ -219,3 +219,29 @@ def test_push_checks_an_oci_image_in_a_docker_tarball(
     line = cli.fails("push", str(tb), target)
     assert f"blobs/sha256/{bad.hex}" in line, line
     assert not [p for p in _stored(root) if "/blobs/" in "/" + p or "repositories" in p]
+
+
+def test_all_or_nothing_push_survives_an_expired_session(
+    pycrane_registry: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session the registry expired before its commit is sent again the usual way.
+
+    pycrane's registry forgets idle sessions when a new one starts: with no idle time
+    allowed, each staged session is gone by the time the next blob starts.
+    """
+    from pycrane import crane
+    from pycrane.layout import Layout
+    from pycrane.name import Repository
+    from pycrane.random import random_image
+    from pycrane.registry import storage
+    from pycrane.remote import Client
+
+    monkeypatch.setattr(storage, "UPLOAD_IDLE_LIMIT", -1.0)
+    img = random_image(2, 32 << 10, seed=15)
+    layout = tmp_path / "layout"
+    Layout.create(layout).append(img, ref_name="v1")
+    repo = Repository.parse(f"{pycrane_registry.host}/verify/expired")  # type: ignore[attr-defined]
+    with Client() as c:
+        assert str(crane.push(layout, repo.tag("v1"), jobs=1, client=c)).endswith(str(img.digest()))
+        digests = [img.config_name(), *(layer.digest() for layer in img.layers())]
+        assert [d for d in digests if not c.fetcher.blob_exists(repo, d)] == []

@@ -162,9 +162,16 @@ class Pusher:
 
         def commit(item: tuple[str, UploadBlob]) -> None:
             location, b = item
-            self._commit_upload(
-                repo, push, f"blob {repo.name}@{b.desc.digest}", location, b.desc.digest
-            )
+            what = f"blob {repo.name}@{b.desc.digest}"
+            try:
+                self._commit_upload(repo, push, what, location, b.desc.digest)
+            except RegistryError as e:
+                if not _session_gone(e):
+                    raise
+                # The registry expired the session while the others were sent (a very
+                # long push): this blob, already verified, goes again the usual way.
+                log.debug("%s: upload session expired before its commit; sending again", what)
+                self.upload(repo, b, progress)
 
         try:
             bounded_map(stage, blobs, jobs)
