@@ -189,7 +189,8 @@ def test_every_crane_command_exists() -> None:
     """crane v0.21's commands (plus gcrane's ls -r), as pycrane spells them."""
     for path in (
         "append", "auth get", "auth login", "auth logout", "auth token", "blob", "catalog",
-        "config", "copy", "cp", "delete", "digest", "edit config", "edit manifest", "edit fs",
+        "completion", "config", "copy", "cp", "delete", "digest", "edit config", "edit manifest",
+        "edit fs",
         "export", "flatten", "index append", "index filter", "ls", "manifest", "mutate", "optimize",
         "opt", "pull",
         "push", "rebase", "registry serve", "tag", "validate", "version",

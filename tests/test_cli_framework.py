@@ -449,3 +449,26 @@ def test_crane_flags_are_accepted(cmd: str) -> None:
         if f not in names
     ]
     assert not missing, missing
+
+
+def test_completion_script_and_protocol() -> None:
+    """crane's ``completion`` command: the script, and the completions it asks for."""
+    import os
+
+    p = subprocess.run(
+        [sys.executable, "-m", "pycrane", "completion", "bash"], capture_output=True, timeout=60
+    )
+    assert p.returncode == 0 and b"_PYCRANE_COMPLETE" in p.stdout, p.stderr
+    env = {**os.environ, "COMP_WORDS": "pycrane edi", "COMP_CWORD": "1"}
+    env["_PYCRANE_COMPLETE"] = "bash_complete"
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.argv[0] = 'pycrane'; from pycrane.cli import run; run()",
+        ],
+        capture_output=True,
+        env=env,
+        timeout=60,
+    )
+    assert p.stdout.decode().split() == ["plain,edit"], p

@@ -80,12 +80,21 @@ def _wants_debug(args: Sequence[str]) -> bool:
     return False
 
 
+#: The environment variable through which a shell asks for completions (click's protocol).
+COMPLETE_VAR = "_PYCRANE_COMPLETE"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI in-process and return its exit code (never calls ``sys.exit``)."""
     from pycrane.cli._app import cli
     from pycrane.cli._options import root_options
 
     args = list(sys.argv[1:] if argv is None else argv)
+    if argv is None and os.environ.get(COMPLETE_VAR):
+        # The shell asks for completions (the script `pycrane completion SHELL` prints).
+        from click.shell_completion import shell_complete
+
+        return shell_complete(cli, {}, "pycrane", COMPLETE_VAR, os.environ[COMPLETE_VAR])
     debug = _wants_debug(args)
     log = LogSetup()
     log.install(verbose=False)

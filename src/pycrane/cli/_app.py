@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "auth": ("auth", "auth", "Log in or out of a registry, or get credentials and tokens."),
     "blob": ("blob", "blob", "Write a blob from the registry to stdout."),
     "catalog": ("catalog", "catalog", "List the repositories in a registry."),
+    "completion": ("completion", "completion", "Print a shell completion script."),
     "config": ("inspect", "config", "Print the raw config of an image."),
     "copy": ("copy", "copy", "Copy an image (or index, or repository) between registries."),
     "cp": ("copy", "copy", "Alias of copy."),
