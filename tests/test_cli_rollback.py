@@ -7,7 +7,7 @@ answer, the registry refuses the login, and a layer's bytes are corrupted mid-st
 (tests/faultproxy.py). Afterwards the work directory holds exactly what it held
 before: no target, no temp file, no directory made for it. A pull into an existing
 OCI layout leaves index.json and every blob as they were, including the blobs that
-verified before the corrupt one arrived. Ctrl-C is tested on the file outputs (the
+verified before the corrupt one arrived. Ctrl-C and SIGTERM are tested on the file outputs (the
 OCI layout's interruption rule keeps resumable partials: helper "resume").
 """
 
@@ -125,12 +125,23 @@ def test_failed_command_leaves_nothing(
 
 
 @POSIX_ONLY
-@pytest.mark.parametrize("command", ["pull-tarball", "pull-legacy", "export"])
-def test_ctrl_c_leaves_no_file(
+@pytest.mark.parametrize(
+    ("command", "sig"),
+    [
+        ("pull-tarball", signal.SIGINT),
+        ("pull-legacy", signal.SIGINT),
+        ("export", signal.SIGINT),
+        ("pull-tarball", signal.SIGTERM),
+        ("mutate-o", signal.SIGTERM),
+    ],
+    ids=["pull-tarball-int", "pull-legacy-int", "export-int", "pull-tarball-term", "mutate-o-term"],
+)
+def test_interrupted_command_leaves_no_file(
     cli: Cli,  # noqa: F811
     big_image_ref: str,  # noqa: F811
     tmp_path: Path,
     command: str,
+    sig: signal.Signals,
 ) -> None:
     work = tmp_path / "work"
     work.mkdir()
@@ -154,7 +165,7 @@ def test_ctrl_c_leaves_no_file(
     deadline = time.monotonic() + 120
     while proc.poll() is None and time.monotonic() < deadline:
         if under_way():
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(sig)
             break
         time.sleep(0.005)
     _, err = proc.communicate(timeout=120)
