@@ -253,8 +253,8 @@ def push(
     # against the config's diff_ids: a bad one is refused before anything is sent.
     obj.raw_manifest()
     with _client(client) as c:
-        # Layout blobs verify as they stream: sessions close only when all have.
-        c.write(r, obj, jobs=jobs, progress=progress, all_or_nothing=os.path.isdir(path))
+        # Local blobs verify as they stream: sessions close only when all have.
+        c.write(r, obj, jobs=jobs, progress=progress, all_or_nothing=True)
     return r.repository.digest(obj.digest())
 
 

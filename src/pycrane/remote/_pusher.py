@@ -20,7 +20,7 @@ import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from pycrane._concurrency import SingleFlight, bounded_map
 from pycrane.errors import (
@@ -38,7 +38,7 @@ from pycrane.remote._retry import Retrier
 from pycrane.remote._transport import CHUNK, Response
 from pycrane.v1 import mediatypes as mt
 from pycrane.v1.descriptor import Descriptor
-from pycrane.v1.digest import Digest
+from pycrane.v1.digest import Digest, verifying
 
 __all__ = ["MONOLITHIC_LIMIT", "Pusher", "UploadBlob"]
 
@@ -155,7 +155,13 @@ class Pusher:
         push = [repo.scope("pull,push")]
 
         def stage(b: UploadBlob) -> None:
-            location = self.upload(repo, b, progress, commit=False)
+            d, opener = b.desc, b.opener
+            what = f"blob {repo.name}@{d.digest}"
+            # Every source is checked as it streams (once: a self-verifying one as is).
+            checked = UploadBlob(
+                d, lambda: cast(BinaryIO, verifying(opener(), d.digest, d.size, what)), b.source
+            )
+            location = self.upload(repo, checked, progress, commit=False)
             if location is not None:
                 with lock:
                     staged.append((location, b))

@@ -424,30 +424,13 @@ class _MemberLayer(LayerBase):
         return self._desc.media_type if self._desc is not None else self._mt
 
     def descriptor(self) -> Descriptor:
-        want = self._desc
-        try:
-            if self._diff_id is not None:
-                d = self._tb.describe_checked(self._name, self._mt, self._diff_id)
-            else:
-                d = self._tb.describe(self._name, self._mt)
-        except VerificationError:
-            if want is None:
-                raise
-            # Say first whether the member is the blob the manifest names at all.
-            d = self._tb.describe(self._name, self._mt)
-            if d.digest == want.digest and d.size == want.size:
-                raise
-        if want is None:
-            return d
-        # An embedded OCI manifest names the layer: the member must be that blob (one
-        # hashing pass, memoised, which also checks the config's diff_id).
-        if d.digest != want.digest or d.size != want.size:
-            raise DigestMismatch(
-                f"tarball {self._tb.path}: layer {self._name} does not match its manifest",
-                f"{want.digest} ({want.size} bytes)",
-                f"{d.digest} ({d.size} bytes)",
-            )
-        return want
+        if self._desc is not None:
+            # Named by an embedded OCI manifest: readers check the member against it as
+            # they stream (an all-or-nothing push closes no upload session before that).
+            return self._desc
+        if self._diff_id is not None:
+            return self._tb.describe_checked(self._name, self._mt, self._diff_id)
+        return self._tb.describe(self._name, self._mt)
 
     def compressed(self) -> BinaryIO:
         return self._tb.open_member(self._name)
