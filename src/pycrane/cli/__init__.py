@@ -42,6 +42,12 @@ _NoArgsIsHelp: type[click.UsageError] = getattr(
 )
 
 
+def _noted(message: str, exc: BaseException) -> str:
+    """``message`` with the exception's notes (e.g. what an interrupted pull kept)."""
+    notes = [str(n) for n in getattr(exc, "__notes__", ()) or ()]
+    return "; ".join([message, *notes])
+
+
 def _error(message: str) -> None:
     line = " ".join(redact(message).split()) or "unknown error"
     try:
@@ -116,10 +122,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except out.StdoutClosed:
         _silence_stdout()
         return status.BROKEN_PIPE
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except (KeyboardInterrupt, click.exceptions.Abort) as e:
         if debug:
             traceback.print_exc()
-        _error("interrupted")
+        _error(_noted("interrupted", e))
         return status.INTERRUPTED
     except _NoArgsIsHelp as e:
         # `pycrane` or `pycrane auth` alone: show the help, as crane does (not an error).
@@ -141,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PycraneError as e:
         if debug:
             traceback.print_exc()
-        _error(str(e) or type(e).__name__)
+        _error(_noted(str(e) or type(e).__name__, e))
         return status.ERROR
     except OSError as e:
         if debug:

@@ -18,21 +18,24 @@ are verified, synced and published without ever replacing a file, and
 
 from pycrane.layout.layout import (
     LAYOUT_VERSION,
+    GcResult,
     Layout,
     LayoutImage,
     LayoutIndex,
     LayoutLayer,
     LayoutRootIndex,
 )
-from pycrane.layout.store import BlobStore, BlobWriter
+from pycrane.layout.store import BlobStore, BlobWriter, StaleIngest
 
 __all__ = [
     "LAYOUT_VERSION",
     "BlobStore",
     "BlobWriter",
+    "GcResult",
     "Layout",
     "LayoutImage",
     "LayoutIndex",
     "LayoutLayer",
     "LayoutRootIndex",
+    "StaleIngest",
 ]
