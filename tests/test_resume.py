@@ -466,3 +466,32 @@ def test_kill_9_at_20_random_moments_then_rerun(
     )
     assert totals["rounds"] >= 10
     assert totals["leftover_files"] == 0
+
+
+def test_validate_and_layout_gc_report_and_clean_stale_ingests(tmp_path: Path) -> None:
+    from pycrane.random import random_image
+
+    path = tmp_path / "layout"
+    Layout.create(path).append(random_image(1, 1000, seed=1204), ref_name="x")
+    digest = Digest.from_bytes(b"an interrupted download")
+    proc, temp = _holder(path, digest)
+    proc.kill()
+    proc.wait()
+    partial = f"sha256-{digest.hex}.partial"
+
+    v = _cli(["validate", "--layout", str(path)])
+    out, err = v.communicate(timeout=60)
+    assert v.returncode == 0, err
+    assert out.decode() == f"PASS: {path}\n"
+    lines = err.decode().splitlines()
+    assert len(lines) == 1, lines
+    assert "removed 1 files" in lines[0] and "1 partial downloads" in lines[0], lines
+    assert leftovers(path) == [f"ingest/{partial}"]  # kept: a pull would resume it
+
+    g = _cli(["layout", "gc", str(path)])
+    out, err = g.communicate(timeout=60)
+    assert g.returncode == 0, err
+    assert out == b""  # every blob is referenced
+    assert "removed 1 files (0.0 MiB)" in err.decode(), err
+    assert leftovers(path) == []
+    assert temp not in {p.name for p in (path / "ingest").iterdir()}
