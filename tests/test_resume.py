@@ -495,3 +495,54 @@ def test_validate_and_layout_gc_report_and_clean_stale_ingests(tmp_path: Path) -
     assert "removed 1 files (0.0 MiB)" in err.decode(), err
     assert leftovers(path) == []
     assert temp not in {p.name for p in (path / "ingest").iterdir()}
+
+
+def test_a_failed_not_interrupted_pull_into_an_existing_layout_leaves_no_partial(
+    proxy: FaultProxy, ref: str, tmp_path: Path
+) -> None:
+    """A digest mismatch is a failure, not an interruption: issue 11.3's rollback holds."""
+    from pycrane import crane
+    from pycrane.errors import DigestMismatch
+    from pycrane.random import random_image
+
+    path = tmp_path / "layout"
+    Layout.create(path).append(random_image(1, 1000, seed=1205), ref_name="old")
+    before = sorted(p.name for p in (path / "blobs" / "sha256").iterdir())
+    bad = layer_digests(IMG)[0]
+    proxy.add(Fault("corrupt", match=f"/blobs/{bad}", method="GET", after=3_000_000, count=-1))
+    with client() as c, pytest.raises(DigestMismatch):
+        crane.pull([ref.replace(*_hosts(ref, proxy))], path, format="oci", client=c)
+    assert partials(path) == {}
+    assert leftovers(path) == []
+    assert sorted(p.name for p in (path / "blobs" / "sha256").iterdir()) == before
+
+
+def test_cli_network_loss_keeps_the_new_layout_and_says_so_in_one_line(
+    proxy: FaultProxy, ref: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "new" / "layout"
+    src = ref.replace(*_hosts(ref, proxy))
+    hexes = "|".join(d.hex for d in layer_digests(IMG))
+    # Every connection of a layer breaks after 500 kB, its resumes too: the download
+    # makes progress, then runs out of resumes (a network that keeps failing).
+    proxy.add(Fault("drop", match=rf"/blobs/sha256:({hexes})", after=500_000, count=-1))
+    p = _cli(["pull", "--format", "oci", "--timeout", "5", src, str(path)])
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 1, err
+    lines = err.decode().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("pycrane: error: ") and lines[0].endswith(
+        "run the same command again to resume"
+    ), lines[0]
+    assert "; kept " in lines[0]
+    kept = partials(path)
+    assert kept and Layout.open(path).descriptors() == []
+    missing = _sizes() - sum(kept.values())
+    proxy.clear()
+    p = _cli(["pull", "--format", "oci", src, str(path)])
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    gets = blob_gets(proxy, IMG)
+    assert sum(g.sent for g in gets) <= missing + CHUNK * len(gets)
+    assert Layout.open(path).validate() == []
+    assert leftovers(path) == []
