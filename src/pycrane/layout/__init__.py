@@ -29,7 +29,6 @@ from pycrane.layout.roles import BlobIngester, BlobManager, BlobReader, Blobs, I
 from pycrane.layout.store import BlobStore, BlobWriter
 
 
-
 def _conforms(disk: BlobStore, memory: MemoryBlobStore) -> tuple[Blobs, Blobs]:
     """Never called: mypy checks here that both stores implement every role."""
     return disk, memory
