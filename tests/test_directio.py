@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
+import itertools
 import os
 import random
 from collections.abc import Iterator
@@ -69,33 +70,63 @@ def _open_new(path: Path) -> Any:
     return open(path, "xb")
 
 
+class _Recorder:
+    """Wraps os.pwrite: (offset, length, O_DIRECT set) of every write."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls: list[tuple[int, int, bool]] = []
+        self._real = os.pwrite
+        monkeypatch.setattr(os, "pwrite", self)
+
+    def __call__(self, fd: int, data: Any, offset: int) -> int:
+        self.calls.append((offset, len(data), bool(_flags(fd) & os.O_DIRECT)))
+        return self._real(fd, data, offset)
+
+
+@pytest.mark.parametrize("start", [0, 512, A - 1, 3 * A + 1536])
 @pytest.mark.parametrize(
     "n",
     [M, M + 1, M + A - 1, M + A, M + A + 1, 5 * B - 1, 5 * B, 5 * B + 1, 7 * B + A + 123],
 )
-def test_content_is_exact_around_block_and_buffer_boundaries(direct_dir: Path, n: int) -> None:
+def test_content_is_exact_around_block_and_buffer_boundaries(
+    direct_dir: Path, monkeypatch: pytest.MonkeyPatch, n: int, start: int
+) -> None:
+    """From offset 0 (a blob) or an unaligned offset (a tar member): every direct write
+    is block-aligned in offset and length, the plain head and tail fill the rest, and
+    the bytes around the region are untouched."""
     data = _data(n, n)
     path = direct_dir / "blob"
-    with _open_new(path) as f:
-        w = _directio.open_direct(f, n)
+    before = _data(start, 1) if start else b""
+    after = b"AFTER" * 300
+    path.write_bytes(before + bytes(n) + after)
+    rec = _Recorder(monkeypatch)
+    with open(path, "r+b") as f:
+        w = _directio.open_direct(f, n, start) if start else _directio.open_direct(f, n)
         assert w is not None
         try:
-            assert _flags(f.fileno()) & os.O_DIRECT
             for piece in _pieces(data, n):
                 w.write(piece)
             assert w.written == n
             w.finish()
-            assert w.direct is False  # the tail went through the page cache
+            assert w.direct is False  # finished: the descriptor is back to normal
             assert not _flags(f.fileno()) & os.O_DIRECT
         finally:
             w.close()
         _fs.fsync_file(f)
-    assert path.read_bytes() == data
+    assert path.read_bytes() == before + data + after
+    direct = [(o, k) for o, k, d in rec.calls if d]
+    assert sum(k for _, k in direct) >= n - 2 * A - _directio.BUFFER  # the bulk went direct
+    assert all(o % A == 0 and k % A == 0 for o, k in direct), direct
+    # the writes cover the region exactly once, in order
+    spans = sorted((o, k) for o, k, _ in rec.calls)
+    assert spans[0][0] == start and sum(k for _, k in spans) == n
+    assert all(a + k == b for (a, k), (b, _) in itertools.pairwise(spans))
 
 
 def test_no_direct_writer_for_small_unknown_or_written_files(direct_dir: Path) -> None:
     with _open_new(direct_dir / "a") as f:
         assert _directio.open_direct(f, M - 1) is None
+        assert _directio.open_direct(f, M - 1, 4096) is None
         assert _directio.open_direct(f, None) is None
         f.write(b"x")
         assert _directio.open_direct(f, M) is None  # not at offset 0 (the buffer is flushed)
@@ -170,16 +201,16 @@ def test_first_direct_write_refused_falls_back_in_place(
     direct_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A device with a bigger logical block takes the flag but fails the aligned write."""
-    real = os.write
+    real = os.pwrite
     refused: list[int] = []
 
-    def write(fd: int, data: Any) -> int:
+    def write(fd: int, data: Any, offset: int) -> int:
         if _flags(fd) & os.O_DIRECT:
             refused.append(len(data))
             raise OSError(errno.EINVAL, "Invalid argument")
-        return real(fd, data)
+        return real(fd, data, offset)
 
-    monkeypatch.setattr(os, "write", write)
+    monkeypatch.setattr(os, "pwrite", write)
     data = _data(M + 3 * B + 17, 6)
     path = direct_dir / "blob"
     with _open_new(path) as f:
@@ -209,17 +240,17 @@ def test_faults_leave_nothing_visible(
 
         monkeypatch.setattr(_fs, "fsync_file", fsync)
     else:
-        real = os.write
+        real = os.pwrite
         count = [0]
 
-        def write(fd: int, data: Any) -> int:
+        def write(fd: int, data: Any, offset: int) -> int:
             if _flags(fd) & os.O_DIRECT:
                 count[0] += 1
                 if count[0] == 3:
                     raise OSError(errno.ENOSPC, "No space left on device")
-            return real(fd, data)
+            return real(fd, data, offset)
 
-        monkeypatch.setattr(os, "write", write)
+        monkeypatch.setattr(os, "pwrite", write)
     blob = _data(5 * B + 9, 7)
     store = BlobStore(direct_dir / "s")
     with pytest.raises(OSError) as info:
@@ -257,3 +288,33 @@ def test_windows_emulator_keeps_the_plain_path(
     assert store.put(blob, digest=_digest(blob), size=len(blob))[1] == len(blob)
     with open(store.path(_digest(blob)), "rb") as f:
         assert f.read() == blob
+
+
+def test_tarball_members_filled_in_place_go_direct_and_stay_exact(
+    direct_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``pull --format tarball`` reserves every member and fills them in parallel: a big
+    member (unaligned offset, after its header) is written direct, the small one and the
+    headers around them are not disturbed."""
+    import io
+    import tarfile
+
+    from pycrane.tarball._sink import TarSink
+
+    rec = _Recorder(monkeypatch)
+    members = {"a.tar.gz": _data(M + 12345, 10), "small": b"s" * 700, "b": _data(M + B, 11)}
+    out = direct_dir / "out.tar"
+    sink = TarSink(out)
+    try:
+        offsets = {name: sink.reserve(name, len(d)) for name, d in members.items()}
+        for name, d in reversed(members.items()):
+            sink.fill(offsets[name], io.BytesIO(d), _digest(d), len(d), name)
+    except BaseException:
+        sink.abort()
+        raise
+    sink.close()
+    with tarfile.open(out) as tf:
+        got = {m.name: tf.extractfile(m).read() for m in tf.getmembers()}  # type: ignore[union-attr]
+    assert got == members
+    assert any(d for _, _, d in rec.calls)
+    assert all(o % A == 0 and k % A == 0 for o, k, d in rec.calls if d)

@@ -52,30 +52,35 @@ def _o_direct() -> int:
 
 
 class DirectWriter:
-    """Write a file sequentially from offset 0 through an aligned buffer.
+    """Write a file sequentially from ``offset`` on through an aligned buffer.
 
     ``write`` as often as needed, then :meth:`finish` exactly once (it writes the
     tail and leaves the descriptor without ``O_DIRECT``); :meth:`close` frees the
-    buffer and may be called at any time, also after an error.
+    buffer and may be called at any time, also after an error. Writes are positional
+    (``pwrite``): the descriptor's own offset is left alone. An ``offset`` that is not
+    block-aligned (a tar member's data) gets its head, up to the next block boundary,
+    written the plain way first.
     """
 
-    __slots__ = ("_buf", "_direct", "_fd", "_flag", "_pos", "written")
+    __slots__ = ("_buf", "_direct", "_fd", "_flag", "_off", "_pos", "_want", "written")
 
-    def __init__(self, fd: int, flag: int) -> None:
+    def __init__(self, fd: int, flag: int, offset: int = 0) -> None:
         import mmap
 
         self._fd = fd
         self._flag = flag
-        self._direct = True
+        self._direct = False  # O_DIRECT set on the descriptor now
+        self._want = True  # O_DIRECT wanted once the file offset is aligned
         self._buf: mmap.mmap | None = mmap.mmap(-1, BUFFER)  # anonymous: page aligned
-        self._pos = 0
+        self._off = offset  # file offset of the buffer's first byte
+        self._pos = 0  # bytes in the buffer
         #: Bytes accepted so far (buffered or on the device).
         self.written = 0
 
     @property
     def direct(self) -> bool:
-        """Whether writes still bypass the page cache (False after a fallback)."""
-        return self._direct
+        """Whether writes may still bypass the page cache (False after a fallback)."""
+        return self._want
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         buf = self._buf
@@ -91,17 +96,15 @@ class DirectWriter:
             self._pos += take
             i += take
             if self._pos == BUFFER:
-                self._flush(BUFFER)
+                # Up to a block boundary, so that the next buffer starts aligned.
+                self._flush(BUFFER - self._off % ALIGN)
 
     def finish(self) -> None:
-        """Write what is buffered: the aligned part directly, the rest after clearing
+        """Write what is buffered: whole blocks directly, the tail after clearing
         ``O_DIRECT`` (a direct write must be a whole number of blocks)."""
-        aligned = self._pos - self._pos % ALIGN
-        if aligned:
-            self._flush(aligned)
+        self._flush(self._pos)
+        self._want = False
         self._set_direct(False)
-        if self._pos:
-            self._flush(self._pos)
 
     def close(self) -> None:
         buf, self._buf = self._buf, None
@@ -113,32 +116,56 @@ class DirectWriter:
 
     def _flush(self, n: int) -> None:
         """Write the first ``n`` buffered bytes and keep the rest at the buffer's start."""
+        if sys.platform == "win32":  # never constructed there (see open_direct)
+            raise AssertionError("DirectWriter on Windows")
         buf = self._buf
         assert buf is not None
         view = memoryview(buf)
         try:
             done = 0
             while done < n:
-                # After a fallback, plain writes stay in WRITE_SLICE pieces (see _fs).
-                end = n if self._direct else min(n, done + _fs.WRITE_SLICE)
+                pos = self._off + done
+                whole = (n - done) // ALIGN * ALIGN
+                if self._want and pos % ALIGN == 0 and whole:
+                    if done:
+                        # After a plain head: direct writes need an aligned address
+                        # too, so the rest moves to the buffer's (page-aligned) start.
+                        view.release()
+                        buf.move(0, done, self._pos - done)
+                        view = memoryview(buf)
+                        self._pos -= done
+                        self._off += done
+                        n -= done
+                        done = 0
+                        continue
+                    self._set_direct(True)
+                    end = done + whole
+                else:
+                    self._set_direct(False)
+                    # Plain writes stay in WRITE_SLICE pieces (see _fs), and a head
+                    # stops at the block boundary where direct writes can begin.
+                    end = min(n, done + _fs.WRITE_SLICE)
+                    if self._want and pos % ALIGN:
+                        end = min(end, done + ALIGN - pos % ALIGN)
                 try:
-                    k = os.write(self._fd, view[done:end])
+                    k = os.pwrite(self._fd, view[done:end], pos)
                 except OSError as e:
                     if e.errno != errno.EINVAL or not self._direct:
                         raise
                     # Flag accepted, direct write refused (alignment): nothing was
                     # written by this call, so write the same bytes the plain way.
-                    self._set_direct(False)
+                    self._want = False
                     continue
                 done += k
-                if done < n and self._direct and done % ALIGN:
-                    self._set_direct(False)  # a short write broke the alignment
+                if self._direct and k % ALIGN:
+                    self._want = False  # a short write broke the alignment
         finally:
             view.release()
         rest = self._pos - n
         if rest:
             buf.move(0, n, rest)
         self._pos = rest
+        self._off += n
 
     def _set_direct(self, on: bool) -> None:
         if self._direct == on:
@@ -152,10 +179,12 @@ class DirectWriter:
         self._direct = on
 
 
-def open_direct(f: BinaryIO, size: int | None) -> DirectWriter | None:
-    """A :class:`DirectWriter` on ``f`` (new, empty, opened for writing), or None.
+def open_direct(f: BinaryIO, size: int | None, offset: int | None = None) -> DirectWriter | None:
+    """A :class:`DirectWriter` on ``f`` (opened for writing), or None.
 
-    None means: write ``f`` the usual way (see the module docstring for when).
+    It writes ``size`` bytes from ``offset``; ``offset`` None means a new, empty file
+    written from its start (None is returned if ``f`` is not at offset 0). None means:
+    write ``f`` the usual way (see the module docstring for when).
     """
     flag = _o_direct()
     if not flag or size is None or size < MIN_SIZE or sys.platform != "linux":
@@ -164,17 +193,18 @@ def open_direct(f: BinaryIO, size: int | None) -> DirectWriter | None:
 
     f.flush()
     fd = f.fileno()
-    if os.lseek(fd, 0, os.SEEK_CUR) != 0:
-        return None
+    if offset is None:
+        if os.lseek(fd, 0, os.SEEK_CUR) != 0:
+            return None
+        offset = 0
+    # Probe: a filesystem without direct I/O refuses the flag itself.
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
     try:
-        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
         fcntl.fcntl(fd, fcntl.F_SETFL, flags | flag)
     except OSError as e:
         if e.errno in (errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP):
             return None
         raise
-    try:
-        return DirectWriter(fd, flag)
-    except BaseException:
+    finally:
         fcntl.fcntl(fd, fcntl.F_SETFL, flags)
-        raise
+    return DirectWriter(fd, flag, offset)
