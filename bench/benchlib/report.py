@@ -216,7 +216,12 @@ def evaluate(cases: Sequence[CaseResult], sweep: Sequence[CaseResult]) -> list[T
         for name in CONTEXT:
             if name in ruled or name == c.subject:
                 continue
-            ref = _reference(c, name, by_name)
+            # a copy's own floors only: a pull floor says little about a copy
+            ref = (
+                _reference(c, name, by_name)
+                if c.group == "pull"
+                else (c.variants[name] if name in c.variants and c.variants[name].ok else None)
+            )
             if ref is None or ref is subj:
                 continue
             r = ratio(subj, ref)
