@@ -239,7 +239,8 @@ def _kept_note(layout: Layout, before: set[Digest]) -> str | None:
         return None
     return (
         f"kept {total / (1 << 20):.1f} MiB of downloads in {layout.path} "
-        f"({len(blobs)} complete blobs, {partials} partial in {layout.store.ingest_dir}); "
+        f"({len(blobs)} complete blob{'' if len(blobs) == 1 else 's'}, {partials} partial in "
+        f"{layout.store.ingest_dir}); "
         "run the same command again to resume"
     )
 
