@@ -24,7 +24,12 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from pycrane.errors import InvalidDigest
 from pycrane.registry.apierrors import ApiError
 from pycrane.registry.body import RequestBody
-from pycrane.registry.manifests import MAX_MANIFEST_SIZE, inspect_manifest
+from pycrane.registry.manifests import (
+    MAX_MANIFEST_SIZE,
+    PushedManifest,
+    inspect_manifest,
+    is_media_type,
+)
 from pycrane.registry.storage import CHUNK, StoredManifest, upload_location
 from pycrane.v1 import mediatypes as mt
 from pycrane.v1.digest import Digest
@@ -48,6 +53,10 @@ _ROUTES = [
 _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: A leftover request body up to this size is drained to keep the connection; above, close.
 _DRAIN_LIMIT = 1024 * 1024
+#: Unknown blobs listed one by one in a manifest PUT's error body; checking stops after.
+MAX_LISTED = 10
+#: A header value may hold visible ASCII, spaces and tabs, and obs-text; never CR, LF or NUL.
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*\Z")
 _CONTENT_RANGE = re.compile(r"(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?\Z")
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)\Z")
 #: Without os.sendfile (Windows), socket.sendfile falls back to 8 KiB sends: use 1 MiB ones.
@@ -143,6 +152,9 @@ class RegistryHandler(BaseHTTPRequestHandler):
         length: int | None = None,
     ) -> None:
         """Status line, headers and a small body in one write (the body is skipped for HEAD)."""
+        for k, v in (headers or {}).items():
+            if not _HEADER_VALUE.match(v) or not _HEADER_VALUE.match(k):
+                raise ValueError(f"refusing to send header {k!r}: control characters")
         self._responded = True
         self.log_request(status)
         n = len(body) if length is None else length
@@ -361,8 +373,12 @@ class RegistryHandler(BaseHTTPRequestHandler):
         return "*" in tags or etag in tags
 
     def _manifest_headers(self, stored: StoredManifest) -> dict[str, str]:
+        ctype = stored.media_type
+        if not is_media_type(ctype):  # stored by an older, laxer version: never echo it
+            self.log_error("manifest %s: stored media type %r is not valid", stored.digest, ctype)
+            ctype = "application/octet-stream"
         return {
-            "Content-Type": stored.media_type,
+            "Content-Type": ctype,
             "Docker-Content-Digest": str(stored.digest),
             "ETag": f'"{stored.digest}"',
         }
@@ -380,30 +396,8 @@ class RegistryHandler(BaseHTTPRequestHandler):
         else:
             digest = Digest.from_bytes(raw)
         pushed = inspect_manifest(raw, self.headers.get("Content-Type"), digest)
+        self._check_references(name, pushed)
         storage = self.server.storage
-        missing = [
-            ApiError(
-                "MANIFEST_BLOB_UNKNOWN", f"blob {d} unknown to {name}", detail={"digest": str(d)}
-            )
-            for d in dict.fromkeys(pushed.blobs)
-            if storage.blob_size(name, d) is None and storage.manifest_get(name, d) is None
-        ]
-        missing += [
-            ApiError(
-                "MANIFEST_BLOB_UNKNOWN",
-                f"manifest {d} unknown to {name}",
-                detail={"digest": str(d)},
-            )
-            for d in dict.fromkeys(pushed.manifests)
-            if storage.manifest_get(name, d) is None
-        ]
-        if missing:
-            raise ApiError(
-                missing[0].code,
-                missing[0].message,
-                detail=missing[0].detail,
-                also=tuple(missing[1:]),
-            )
         storage.manifest_put(name, pushed, raw, None if isinstance(ref, Digest) else ref)
         headers = {
             "Location": f"/v2/{name}/manifests/{digest}",
@@ -412,6 +406,52 @@ class RegistryHandler(BaseHTTPRequestHandler):
         if pushed.subject is not None:
             headers["OCI-Subject"] = str(pushed.subject)
         self._send(201, headers)
+
+    def _check_references(self, name: str, pushed: PushedManifest) -> None:
+        """Every blob and child manifest is in ``name`` with the size its descriptor says."""
+        storage = self.server.storage
+        missing: list[ApiError] = []
+        for kind, refs in (("blob", pushed.blob_refs), ("manifest", pushed.manifest_refs)):
+            sizes: dict[Digest, int | None] = {}
+            for where, d, size in refs:
+                if len(missing) > MAX_LISTED:
+                    break
+                if d not in sizes:
+                    have = storage.blob_size(name, d) if kind == "blob" else None
+                    if have is None:
+                        child = storage.manifest_get(name, d)
+                        have = None if child is None else len(child.raw)
+                    sizes[d] = have
+                    if have is None:
+                        missing.append(
+                            ApiError(
+                                "MANIFEST_BLOB_UNKNOWN",
+                                f"{kind} {d} unknown to {name}",
+                                detail={"digest": str(d)},
+                            )
+                        )
+                have = sizes[d]
+                if have is not None and size >= 0 and have != size:
+                    raise ApiError(
+                        "MANIFEST_INVALID",
+                        f"manifest {where}.size: {size} declared, but {kind} {d} has {have} bytes",
+                        detail={"digest": str(d)},
+                    )
+        if missing:
+            if len(missing) > MAX_LISTED:
+                missing[MAX_LISTED:] = [
+                    ApiError(
+                        "MANIFEST_BLOB_UNKNOWN",
+                        f"more blobs or manifests unknown to {name}: the list stops"
+                        f" at {MAX_LISTED}",
+                    )
+                ]
+            raise ApiError(
+                missing[0].code,
+                missing[0].message,
+                detail=missing[0].detail,
+                also=tuple(missing[1:]),
+            )
 
     # -- blobs ------------------------------------------------------------------------------
 
