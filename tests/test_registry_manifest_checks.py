@@ -103,7 +103,7 @@ def test_obs_folded_content_type_is_refused_and_never_echoed(
 
 @pytest.mark.parametrize(
     "ctype",
-    ["text/plain X-Folded: 1", "application/json,text/html", "a/b;x", "/json", "a/b\x7f"],
+    ["text/plain X-Folded: 1", "application/json,text/html", "a/b;x", "/json", "a/b c"],
 )
 def test_content_type_must_be_a_media_type(c: Client, repo: str, ctype: str) -> None:
     doc = _image(c, repo)

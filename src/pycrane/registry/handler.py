@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from pycrane.errors import InvalidDigest
 from pycrane.registry.apierrors import ApiError
 from pycrane.registry.body import RequestBody
+from pycrane.registry.framing import body_framing
 from pycrane.registry.manifests import (
     MAX_MANIFEST_SIZE,
     PushedManifest,
@@ -120,8 +121,10 @@ class RegistryHandler(BaseHTTPRequestHandler):
 
     def handle_expect_100(self) -> bool:
         # Refuse before the client sends a body it would send for nothing.
-        refusal = None
-        if not self._authorized():
+        refusal = self._framing_error()
+        if refusal is not None:
+            pass
+        elif not self._authorized():
             refusal = self._unauthorized()
         elif self.server.read_only and self.command in _WRITES:
             refusal = self._read_only()
@@ -180,9 +183,27 @@ class RegistryHandler(BaseHTTPRequestHandler):
         headers = {"Content-Type": "application/json", **err.headers}
         self._send(err.status, headers, err.body())
 
+    def _framing_error(self) -> ApiError | None:
+        """The request's framing problem, if any (then the connection closes after the answer)."""
+        if getattr(self, "_framed", None) is not self.headers:
+            self._framed = self.headers
+            self._framing_refusal: ApiError | None = None
+            try:
+                self._framing = body_framing(self.headers)
+            except ApiError as err:
+                self._framing_refusal = err
+        if self._framing_refusal is not None:
+            self.close_connection = True
+        return self._framing_refusal
+
     def _dispatch(self) -> None:
         self._body: RequestBody | None = None
         self._responded = False
+        refusal = self._framing_error()
+        if refusal is not None:
+            with contextlib.suppress(OSError):
+                self._error(refusal)
+            return
         try:
             self._route()
         except ApiError as err:
@@ -220,18 +241,7 @@ class RegistryHandler(BaseHTTPRequestHandler):
 
     def _open_body(self) -> RequestBody:
         if self._body is None:
-            te = self.headers.get("Transfer-Encoding", "").lower()
-            chunked = "chunked" in te
-            length: int | None = None
-            raw = self.headers.get("Content-Length")
-            if not chunked and raw is not None:
-                try:
-                    length = int(raw)
-                except ValueError:
-                    length = -1
-                if length < 0:
-                    self.close_connection = True
-                    raise ApiError("SIZE_INVALID", f"Content-Length {raw!r}: expected an integer")
+            length, chunked = self._framing
             self._body = RequestBody(self.rfile, length, chunked)  # type: ignore[arg-type]
         return self._body
 
@@ -602,8 +612,8 @@ class RegistryHandler(BaseHTTPRequestHandler):
         m = _CONTENT_RANGE.match(raw.strip())
         if m is None or int(m[2]) < int(m[1]):
             raise ApiError("RANGE_INVALID", f"Content-Range {raw!r}: expected 'start-end'")
-        length = self.headers.get("Content-Length")
-        if length is not None and int(length) != int(m[2]) - int(m[1]) + 1:
+        length = self._framing[0]
+        if length is not None and length != int(m[2]) - int(m[1]) + 1:
             raise ApiError(
                 "RANGE_INVALID",
                 f"Content-Range {raw!r} does not match Content-Length {length}",
