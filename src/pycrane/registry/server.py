@@ -26,7 +26,7 @@ from typing import Any
 from pycrane.errors import PycraneError
 from pycrane.registry.auth import Htpasswd
 from pycrane.registry.handler import RegistryHandler
-from pycrane.registry.storage import MemoryStorage, Storage
+from pycrane.registry.storage import DEFAULT_MAX_MEMORY, MemoryStorage, Storage
 
 __all__ = ["RegistryHTTPServer", "RegistryServer", "parse_address", "serve"]
 
@@ -126,9 +126,9 @@ class RegistryHTTPServer(ThreadingHTTPServer):
                 sock.shutdown(socket.SHUT_RDWR)
 
 
-def _make_storage(disk: str | os.PathLike[str] | None) -> Storage:
+def _make_storage(disk: str | os.PathLike[str] | None, max_memory: int | None) -> Storage:
     if disk is None:
-        return MemoryStorage()
+        return MemoryStorage(max_memory)
     from pycrane.registry.disk import DiskStorage
 
     storage: Storage = DiskStorage(Path(disk))
@@ -142,6 +142,8 @@ class RegistryServer:
     with TLS, and then ``ca_cert`` is the certificate a client should trust).
     ``username``/``password`` are informational (the pytest fixture sets them when it
     creates an htpasswd file); authentication itself comes from ``htpasswd``.
+    ``max_memory`` bounds the bytes the memory storage holds (stored content and
+    uploads in flight; None: unbounded); it does not apply with ``disk`` or ``storage``.
     """
 
     def __init__(
@@ -155,13 +157,14 @@ class RegistryServer:
         tls_key: str | os.PathLike[str] | None = None,
         read_only: bool = False,
         max_threads: int = 128,
+        max_memory: int | None = DEFAULT_MAX_MEMORY,
         verbose: bool = False,
         username: str | None = None,
         password: str | None = None,
     ) -> None:
         self.address = address
         self._own_storage = storage is None
-        self.storage = storage if storage is not None else _make_storage(disk)
+        self.storage = storage if storage is not None else _make_storage(disk, max_memory)
         self.disk = Path(disk) if disk is not None else None
         if htpasswd is not None and not isinstance(htpasswd, Htpasswd):
             htpasswd = Htpasswd(os.fspath(htpasswd))
@@ -293,6 +296,7 @@ def serve(
     tls_cert: str | os.PathLike[str] | None = None,
     tls_key: str | os.PathLike[str] | None = None,
     read_only: bool = False,
+    max_memory: int | None = DEFAULT_MAX_MEMORY,
     ready: Callable[[RegistryServer], None] | None = None,
     verbose: bool = False,
 ) -> None:
@@ -308,6 +312,7 @@ def serve(
         tls_cert=tls_cert,
         tls_key=tls_key,
         read_only=read_only,
+        max_memory=max_memory,
         verbose=verbose,
     )
     stop = threading.Event()
