@@ -11,11 +11,13 @@ TCP, and in 1 MiB pieces otherwise.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import re
 import socket
 import ssl
+import time
 import urllib.parse
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from pycrane.errors import InvalidDigest
 from pycrane.registry.apierrors import ApiError
 from pycrane.registry.body import RequestBody
+from pycrane.registry.connections import DeadlineReader
 from pycrane.registry.framing import body_framing
 from pycrane.registry.manifests import (
     MAX_MANIFEST_SIZE,
@@ -94,13 +97,44 @@ class RegistryHandler(BaseHTTPRequestHandler):
     server: RegistryHTTPServer
     protocol_version = "HTTP/1.1"
     server_version = "pycrane-registry"
-    #: Idle keep-alive connections are dropped after this many seconds.
-    timeout = 60
+    #: Timeouts come from the server (idle, header, read); see pycrane.registry.connections.
+    timeout = None
 
     def setup(self) -> None:
         super().setup()
         self.server.track(self.connection, True)
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.rfile.close()  # replaced by a reader that knows deadlines
+        self._reader = DeadlineReader(self.connection, self.server.read_timeout)
+        self._buffered = io.BufferedReader(self._reader, 64 * 1024)
+        self.rfile = self._buffered
+
+    def handle_one_request(self) -> None:
+        """Wait ``idle_timeout`` for a request, then allow ``header_timeout`` for its head."""
+        conns, sock, reader = self.server.connections, self.connection, self._reader
+        conns.idle(sock)
+        reader.deadline = time.monotonic() + self.server.idle_timeout
+        try:
+            if not self._buffered.peek(1):
+                self.close_connection = True
+                return
+        except (OSError, ValueError):  # timeout, reset, or shut down by the server
+            self.close_connection = True
+            return
+        conns.reading_headers(sock)
+        reader.deadline = time.monotonic() + self.server.header_timeout
+        try:
+            super().handle_one_request()
+        finally:
+            reader.deadline = None
+
+    def parse_request(self) -> bool:
+        ok = super().parse_request()
+        # The head is in: bodies and responses get the per-read timeout, no deadline.
+        self._reader.deadline = None
+        self.connection.settimeout(self.server.read_timeout)
+        self.server.connections.busy(self.connection)
+        return ok
 
     def finish(self) -> None:
         try:

@@ -60,6 +60,16 @@ def registry(opts: Options) -> None:
         " for large images."
     ),
 )
+@click.option(
+    "--max-conns-per-client",
+    type=click.IntRange(min=0),
+    default=32,
+    show_default=True,
+    help=(
+        "Connections one client address (IPv6: /64) may hold; 0 for no cap. Behind a"
+        " reverse proxy every client has the proxy's address: raise it or use 0."
+    ),
+)
 def serve(
     opts: Options,
     address: str | None,
@@ -69,6 +79,7 @@ def serve(
     tls_key: str | None,
     read_only: bool,
     max_memory: str,
+    max_conns_per_client: int,
 ) -> None:
     """Serve the OCI distribution API until interrupted (prints its URL on stderr)."""
     from pycrane.registry import serve as serve_registry
@@ -84,6 +95,7 @@ def serve(
     serve_registry(
         address,
         max_memory=limit or None,
+        max_per_client=max_conns_per_client or None,
         disk=disk,
         htpasswd=htpasswd,
         tls_cert=tls_cert,
