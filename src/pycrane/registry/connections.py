@@ -56,9 +56,20 @@ class DeadlineReader(io.RawIOBase):
         self._sock = sock
         self.timeout = timeout
         self.deadline: float | None = None
+        self._set: float | None = None  # the socket's timeout as last set here
 
     def readable(self) -> bool:
         return True
+
+    def clear_deadline(self) -> None:
+        """Back to the per-read timeout (for writes too: the socket has one timeout)."""
+        self.deadline = None
+        self._settimeout(self.timeout)
+
+    def _settimeout(self, wait: float) -> None:
+        if wait != self._set:  # a syscall each time: skip it while nothing changes
+            self._sock.settimeout(wait)
+            self._set = wait
 
     def readinto(self, buf: Any) -> int:
         wait = self.timeout
@@ -67,7 +78,7 @@ class DeadlineReader(io.RawIOBase):
             if left <= 0:
                 raise TimeoutError("deadline passed")
             wait = min(wait, left)
-        self._sock.settimeout(wait)
+        self._settimeout(wait)
         return self._sock.recv_into(buf)
 
 

@@ -126,13 +126,12 @@ class RegistryHandler(BaseHTTPRequestHandler):
         try:
             super().handle_one_request()
         finally:
-            reader.deadline = None
+            reader.clear_deadline()
 
     def parse_request(self) -> bool:
         ok = super().parse_request()
         # The head is in: bodies and responses get the per-read timeout, no deadline.
-        self._reader.deadline = None
-        self.connection.settimeout(self.server.read_timeout)
+        self._reader.clear_deadline()
         self.server.connections.busy(self.connection)
         return ok
 
