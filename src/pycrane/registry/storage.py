@@ -29,7 +29,12 @@ from pycrane.v1.digest import Digest, DigestHasher
 __all__ = [
     "CHUNK",
     "DEFAULT_MAX_MEMORY",
+    "BlobManager",
+    "BlobReader",
     "Body",
+    "Catalog",
+    "Ingester",
+    "ManifestStore",
     "MemoryStorage",
     "Storage",
     "StoredManifest",
@@ -62,15 +67,21 @@ class StoredManifest:
     raw: bytes
 
 
-class Storage(Protocol):
-    """What the HTTP layer needs from a backend. Names are validated before any call."""
+class BlobReader(Protocol):
+    """Reading blobs, as seen through one repository."""
 
-    # Blobs, as seen through one repository.
     def blob_size(self, repo: str, digest: Digest) -> int | None:
         """The size of a blob linked into ``repo``, or None."""
 
     def blob_open(self, repo: str, digest: Digest) -> tuple[BinaryIO, int]:
         """An open stream and the size; raise ApiError BLOB_UNKNOWN when not linked."""
+
+
+class BlobManager(Protocol):
+    """Linking blobs into repositories: whole bodies, mounts, deletes."""
+
+    def blob_put(self, repo: str, digest: Digest, body: Body) -> int:
+        """Store a whole body as ``digest`` (verified) and link it; return the size."""
 
     def blob_mount(self, repo: str, digest: Digest, source: str) -> bool:
         """Link a blob that ``source`` owns into ``repo``; False when ``source`` lacks it."""
@@ -78,10 +89,10 @@ class Storage(Protocol):
     def blob_delete(self, repo: str, digest: Digest) -> bool:
         """Unlink a blob from ``repo`` (content stays while others link it)."""
 
-    def blob_put(self, repo: str, digest: Digest, body: Body) -> int:
-        """Store a whole body as ``digest`` (verified) and link it; return the size."""
 
-    # Upload sessions.
+class Ingester(Protocol):
+    """Upload sessions: data hashed as written, visible only once finished and verified."""
+
     def upload_start(self, repo: str) -> str:
         """Open a session; return its opaque id."""
 
@@ -97,7 +108,10 @@ class Storage(Protocol):
     def upload_cancel(self, repo: str, session: str) -> None:
         """Drop the session and its data; raise ApiError BLOB_UPLOAD_UNKNOWN."""
 
-    # Manifests, tags, referrers.
+
+class ManifestStore(Protocol):
+    """Manifests by digest, the tags pointing at them, and the referrers index."""
+
     def manifest_get(self, repo: str, reference: str | Digest) -> StoredManifest | None:
         """The manifest a tag or digest names in ``repo``."""
 
@@ -115,11 +129,23 @@ class Storage(Protocol):
     def tags(self, repo: str) -> list[str] | None:
         """All tags of ``repo`` sorted; None when the repository is unknown."""
 
+    def referrers(self, repo: str, subject: Digest) -> list[dict[str, Any]]:
+        """Descriptors of the manifests in ``repo`` whose subject is ``subject``."""
+
+
+class Catalog(Protocol):
+    """The repositories that hold anything."""
+
     def repositories(self) -> list[str]:
         """All repository names, sorted."""
 
-    def referrers(self, repo: str, subject: Digest) -> list[dict[str, Any]]:
-        """Descriptors of the manifests in ``repo`` whose subject is ``subject``."""
+
+class Storage(BlobReader, BlobManager, Ingester, ManifestStore, Catalog, Protocol):
+    """What the HTTP layer needs from a backend: every role. Names are validated first.
+
+    ``tests/test_registry_storage_suite.py`` runs one conformance suite over every
+    implementation (memory and disk), role by role.
+    """
 
 
 def copy_body(body: Body, write: Callable[[memoryview], object], limit: int | None = None) -> int:
