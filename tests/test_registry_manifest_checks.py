@@ -298,3 +298,22 @@ def test_many_missing_blobs_get_a_bounded_error_body(c: Client, repo: str) -> No
 def test_long_client_input_is_cut_in_error_messages(c: Client, repo: str) -> None:
     r = c.req("GET", f"/v2/{repo}/blobs/sha256:{'a' * 20000}")
     assert r.status == 400 and len(r.data) < 4096
+
+
+def test_docker_schema1_rules(c: Client, repo: str) -> None:
+    s1 = "application/vnd.docker.distribution.manifest.v1+json"
+    doc: dict[str, Any] = {"schemaVersion": 1, "name": repo, "tag": "v", "history": []}
+    r = c.push_manifest(repo, "v", doc, media_type=s1)
+    assert r.status == 400 and "fsLayers" in _message(r)
+    doc["fsLayers"] = [{"blobSum": c.push_blob(repo, b"s1 layer")}]
+    assert c.push_manifest(repo, "v", doc, media_type=s1).status == 201
+    doc["schemaVersion"] = 2
+    r = c.push_manifest(repo, "v", doc, media_type=s1)
+    assert r.status == 400 and "schemaVersion" in _message(r)
+
+
+def test_without_content_type_the_body_decides(c: Client, repo: str) -> None:
+    doc = _image(c, repo)
+    r = c.req("PUT", f"/v2/{repo}/manifests/x", body=json.dumps(doc).encode())
+    assert r.status == 201, r.data
+    assert c.req("GET", f"/v2/{repo}/manifests/x").headers["Content-Type"] == OCI_MANIFEST
