@@ -15,7 +15,10 @@ optional htpasswd Basic auth, TLS, read-only mode. Manifests are stored and
 served byte for byte; nothing becomes visible before its digest checks out.
 
 Where things live: :mod:`~pycrane.registry.handler` (HTTP routes),
-:mod:`~pycrane.registry.storage` (the storage interface and the memory backend),
+:mod:`~pycrane.registry.framing` (strict request framing),
+:mod:`~pycrane.registry.connections` (deadlines and caps for slow clients),
+:mod:`~pycrane.registry.manifests` (what a pushed manifest must be),
+:mod:`~pycrane.registry.storage` (the storage roles and the bounded memory backend),
 :mod:`~pycrane.registry.disk` (the on-disk layout, safe for several processes),
 :mod:`~pycrane.registry.pytest_plugin` (``pycrane_registry`` fixtures).
 Deleted content is reclaimed offline by ``DiskStorage.collect_garbage()``.

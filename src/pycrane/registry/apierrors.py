@@ -14,7 +14,17 @@ from typing import Any
 
 from pycrane.errors import ErrorCode
 
-__all__ = ["CODES", "ApiError"]
+__all__ = ["CODES", "MAX_TEXT", "ApiError"]
+
+#: Messages and detail strings longer than this are cut: they may quote client input.
+MAX_TEXT = 1024
+
+
+def _cut(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > MAX_TEXT:
+        return value[:MAX_TEXT] + "..."
+    return value
+
 
 #: code -> (HTTP status, the spec's message), from the vocabulary the client shares.
 CODES: dict[str, tuple[int, str]] = {c.value: (c.status, c.message) for c in ErrorCode}
@@ -41,7 +51,9 @@ class ApiError(Exception):
     ) -> None:
         default_status, default_message = CODES[code]
         self.code = code
-        self.message = message or default_message
+        self.message = _cut(message or default_message)
+        if isinstance(detail, dict):
+            detail = {k: _cut(v) for k, v in detail.items()}
         self.detail = detail
         self.status = status or default_status
         self.headers = dict(headers or {})

@@ -5,7 +5,9 @@ Supported hash formats: bcrypt (``$2y$``, ``$2a$``, ``$2b$``; needs the optional
 implemented here), and SHA-1 (``{SHA}``). An unsupported or unusable entry is
 reported when the file is loaded, not at the first login. Successful checks are
 cached by a hash of the credentials, because a client sends them on every
-request and bcrypt is slow on purpose.
+request and bcrypt is slow on purpose. A user name that is not in the file is
+checked against a dummy hash of the file's most common kind and cost, so a wrong
+name takes as long as a wrong password and timing does not reveal which users exist.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import os
 import threading
 from pathlib import Path
 
@@ -110,13 +113,42 @@ class Htpasswd:
                     "(expected bcrypt $2y$, $apr1$ or {SHA})"
                 )
             self._users[user] = h
+        self._dummy = self._make_dummy()
+
+    def _make_dummy(self) -> bytes:
+        """A hash like the file's own, checked for unknown users so both take as long."""
+        if not self._users:
+            return b""
+        kinds = [h[:4] if h.startswith(b"$2") else h[:5] for h in self._users.values()]
+        common = max(set(kinds), key=kinds.count)
+        sample = next(h for h, k in zip(self._users.values(), kinds, strict=True) if k == common)
+        secret = os.urandom(16).hex().encode()
+        if sample.startswith(b"$2"):
+            import bcrypt  # type: ignore[import-not-found,unused-ignore]
+
+            rounds = int(sample[4:6]) if sample[4:6].isdigit() else 12
+            return bytes(bcrypt.hashpw(secret, bcrypt.gensalt(rounds=rounds)))
+        if sample.startswith(b"$apr1$"):
+            return apr1_hash(secret, os.urandom(6).hex().encode())
+        return b"{SHA}" + base64.b64encode(hashlib.sha1(secret).digest())
 
     def verify(self, user: str, password: str) -> bool:
         """True when ``password`` matches the entry of ``user``."""
         hashed = self._users.get(user)
+        known = hashed is not None
         if hashed is None:
-            return False
+            # Same work for an unknown user as for a wrong password: timing tells nothing.
+            hashed = self._dummy
+            if not hashed:
+                return False
         pw = password.encode()
+        if not known:
+            self._check_hash(pw, hashed)
+            return False
+        return self._check_hash(pw, hashed)
+
+    @staticmethod
+    def _check_hash(pw: bytes, hashed: bytes) -> bool:
         if hashed.startswith(b"{SHA}"):
             want = b"{SHA}" + base64.b64encode(hashlib.sha1(pw).digest())
             return hmac.compare_digest(want, hashed)
@@ -129,11 +161,14 @@ class Htpasswd:
         """The user name when the header holds valid Basic credentials, else None."""
         if not authorization:
             return None
-        scheme, _, value = authorization.partition(" ")
-        if scheme.lower() != "basic":
+        # As Go's net/http (and so distribution): "Basic " then the base64 token, nothing
+        # else; HTTP strips the field's outer whitespace, but not spaces around the token.
+        authorization = authorization.strip(" \t")
+        scheme, value = authorization[:6], authorization[6:]
+        if scheme.lower() != "basic " or not value:
             return None
         try:
-            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+            decoded = base64.b64decode(value, validate=True).decode("utf-8")
         except (binascii.Error, ValueError):
             return None
         user, sep, password = decoded.partition(":")

@@ -2,11 +2,14 @@
 
 ``http.server`` leaves body framing to the handler. This reader enforces it, so
 a keep-alive connection stays in sync: after a request the handler either has
-consumed the body, drains a small leftover, or closes the connection.
+consumed the body, drains a small leftover, or closes the connection. Chunk-size
+lines are hex digits only (no ``0x``, ``+`` or ``_``) and every framing line ends
+with CRLF, so a proxy in front cannot read the chunks differently.
 """
 
 from __future__ import annotations
 
+import re
 from typing import BinaryIO
 
 from pycrane.registry.apierrors import ApiError
@@ -14,6 +17,9 @@ from pycrane.registry.apierrors import ApiError
 __all__ = ["RequestBody"]
 
 _MAX_LINE = 4096
+_MAX_TRAILERS = 64
+# RFC 9112 section 7.1: 1*HEXDIG, then extensions; lines end with CRLF, never a bare LF.
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?\r\n\Z")
 
 
 class RequestBody:
@@ -25,6 +31,7 @@ class RequestBody:
         # For Content-Length bodies: bytes left. For chunked: bytes left in this chunk.
         self._left = 0 if chunked else (length or 0)
         self._eof = not chunked and not length
+        self._broken: ApiError | None = None
         self.received = 0
 
     @property
@@ -33,28 +40,42 @@ class RequestBody:
 
     def _line(self) -> bytes:
         line = self._rfile.readline(_MAX_LINE)
-        if not line.endswith(b"\n"):
+        if not line.endswith(b"\r\n"):
             raise ApiError("BLOB_UPLOAD_INVALID", "request body: malformed chunked encoding")
         return line
 
     def _next_chunk(self) -> None:
-        size_line = self._line().split(b";", 1)[0].strip()
-        try:
-            size = int(size_line, 16)
-        except ValueError:
+        line = self._line()
+        m = _CHUNK_SIZE.match(line)
+        if m is None:
             raise ApiError(
-                "BLOB_UPLOAD_INVALID", f"request body: bad chunk size {size_line[:20]!r}"
-            ) from None
-        if size < 0:
-            raise ApiError("BLOB_UPLOAD_INVALID", "request body: negative chunk size")
+                "BLOB_UPLOAD_INVALID", f"request body: bad chunk size line {line[:40]!r}"
+            )
+        size = int(m[1], 16)
         if size == 0:
-            while self._line() not in (b"\r\n", b"\n"):  # trailers
-                pass
+            for _ in range(_MAX_TRAILERS):
+                if self._line() == b"\r\n":
+                    break
+            else:
+                raise ApiError("BLOB_UPLOAD_INVALID", "request body: too many trailer lines")
             self._eof = True
         self._left = size
 
     def readinto(self, buf: memoryview) -> int:
-        """Fill ``buf`` as far as the body allows; 0 means the body is complete."""
+        """Fill ``buf`` as far as the body allows; 0 means the body is complete.
+
+        After a framing error every later call raises it again: the rest of the
+        stream cannot be trusted (nor drained), so the connection must close.
+        """
+        if self._broken is not None:
+            raise self._broken
+        try:
+            return self._readinto(buf)
+        except ApiError as err:
+            self._broken = err
+            raise
+
+    def _readinto(self, buf: memoryview) -> int:
         while not self._eof:
             if self._left == 0:
                 if not self._chunked:
@@ -71,15 +92,7 @@ class RequestBody:
                 )
             self._left -= n
             self.received += n
-            if (
-                self._left == 0
-                and self._chunked
-                and self._rfile.readline(3)
-                not in (
-                    b"\r\n",
-                    b"\n",
-                )
-            ):
+            if self._left == 0 and self._chunked and self._rfile.readline(3) != b"\r\n":
                 raise ApiError("BLOB_UPLOAD_INVALID", "request body: malformed chunked encoding")
             return int(n)
         return 0

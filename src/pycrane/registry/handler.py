@@ -11,11 +11,13 @@ TCP, and in 1 MiB pieces otherwise.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import re
 import socket
 import ssl
+import time
 import urllib.parse
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler
@@ -24,7 +26,14 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from pycrane.errors import InvalidDigest
 from pycrane.registry.apierrors import ApiError
 from pycrane.registry.body import RequestBody
-from pycrane.registry.manifests import MAX_MANIFEST_SIZE, inspect_manifest
+from pycrane.registry.connections import DeadlineReader
+from pycrane.registry.framing import body_framing
+from pycrane.registry.manifests import (
+    MAX_MANIFEST_SIZE,
+    PushedManifest,
+    inspect_manifest,
+    is_media_type,
+)
 from pycrane.registry.storage import CHUNK, StoredManifest, upload_location
 from pycrane.v1 import mediatypes as mt
 from pycrane.v1.digest import Digest
@@ -48,6 +57,10 @@ _ROUTES = [
 _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: A leftover request body up to this size is drained to keep the connection; above, close.
 _DRAIN_LIMIT = 1024 * 1024
+#: Unknown blobs listed one by one in a manifest PUT's error body; checking stops after.
+MAX_LISTED = 10
+#: A header value may hold visible ASCII, spaces and tabs, and obs-text; never CR, LF or NUL.
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*\Z")
 _CONTENT_RANGE = re.compile(r"(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?\Z")
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)\Z")
 #: Without os.sendfile (Windows), socket.sendfile falls back to 8 KiB sends: use 1 MiB ones.
@@ -84,13 +97,43 @@ class RegistryHandler(BaseHTTPRequestHandler):
     server: RegistryHTTPServer
     protocol_version = "HTTP/1.1"
     server_version = "pycrane-registry"
-    #: Idle keep-alive connections are dropped after this many seconds.
-    timeout = 60
+    #: Timeouts come from the server (idle, header, read); see pycrane.registry.connections.
+    timeout = None
 
     def setup(self) -> None:
         super().setup()
         self.server.track(self.connection, True)
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.rfile.close()  # replaced by a reader that knows deadlines
+        self._reader = DeadlineReader(self.connection, self.server.read_timeout)
+        self._buffered = io.BufferedReader(self._reader, 64 * 1024)
+        self.rfile = self._buffered
+
+    def handle_one_request(self) -> None:
+        """Wait ``idle_timeout`` for a request, then allow ``header_timeout`` for its head."""
+        conns, sock, reader = self.server.connections, self.connection, self._reader
+        conns.idle(sock)
+        reader.deadline = time.monotonic() + self.server.idle_timeout
+        try:
+            if not self._buffered.peek(1):
+                self.close_connection = True
+                return
+        except (OSError, ValueError):  # timeout, reset, or shut down by the server
+            self.close_connection = True
+            return
+        conns.reading_headers(sock)
+        reader.deadline = time.monotonic() + self.server.header_timeout
+        try:
+            super().handle_one_request()
+        finally:
+            reader.clear_deadline()
+
+    def parse_request(self) -> bool:
+        ok = super().parse_request()
+        # The head is in: bodies and responses get the per-read timeout, no deadline.
+        self._reader.clear_deadline()
+        self.server.connections.busy(self.connection)
+        return ok
 
     def finish(self) -> None:
         try:
@@ -111,8 +154,10 @@ class RegistryHandler(BaseHTTPRequestHandler):
 
     def handle_expect_100(self) -> bool:
         # Refuse before the client sends a body it would send for nothing.
-        refusal = None
-        if not self._authorized():
+        refusal = self._framing_error()
+        if refusal is not None:
+            pass
+        elif not self._authorized():
             refusal = self._unauthorized()
         elif self.server.read_only and self.command in _WRITES:
             refusal = self._read_only()
@@ -143,6 +188,9 @@ class RegistryHandler(BaseHTTPRequestHandler):
         length: int | None = None,
     ) -> None:
         """Status line, headers and a small body in one write (the body is skipped for HEAD)."""
+        for k, v in (headers or {}).items():
+            if not _HEADER_VALUE.match(v) or not _HEADER_VALUE.match(k):
+                raise ValueError(f"refusing to send header {k!r}: control characters")
         self._responded = True
         self.log_request(status)
         n = len(body) if length is None else length
@@ -168,9 +216,27 @@ class RegistryHandler(BaseHTTPRequestHandler):
         headers = {"Content-Type": "application/json", **err.headers}
         self._send(err.status, headers, err.body())
 
+    def _framing_error(self) -> ApiError | None:
+        """The request's framing problem, if any (then the connection closes after the answer)."""
+        if getattr(self, "_framed", None) is not self.headers:
+            self._framed = self.headers
+            self._framing_refusal: ApiError | None = None
+            try:
+                self._framing = body_framing(self.headers)
+            except ApiError as err:
+                self._framing_refusal = err
+        if self._framing_refusal is not None:
+            self.close_connection = True
+        return self._framing_refusal
+
     def _dispatch(self) -> None:
         self._body: RequestBody | None = None
         self._responded = False
+        refusal = self._framing_error()
+        if refusal is not None:
+            with contextlib.suppress(OSError):
+                self._error(refusal)
+            return
         try:
             self._route()
         except ApiError as err:
@@ -208,18 +274,7 @@ class RegistryHandler(BaseHTTPRequestHandler):
 
     def _open_body(self) -> RequestBody:
         if self._body is None:
-            te = self.headers.get("Transfer-Encoding", "").lower()
-            chunked = "chunked" in te
-            length: int | None = None
-            raw = self.headers.get("Content-Length")
-            if not chunked and raw is not None:
-                try:
-                    length = int(raw)
-                except ValueError:
-                    length = -1
-                if length < 0:
-                    self.close_connection = True
-                    raise ApiError("SIZE_INVALID", f"Content-Length {raw!r}: expected an integer")
+            length, chunked = self._framing
             self._body = RequestBody(self.rfile, length, chunked)  # type: ignore[arg-type]
         return self._body
 
@@ -361,8 +416,12 @@ class RegistryHandler(BaseHTTPRequestHandler):
         return "*" in tags or etag in tags
 
     def _manifest_headers(self, stored: StoredManifest) -> dict[str, str]:
+        ctype = stored.media_type
+        if not is_media_type(ctype):  # stored by an older, laxer version: never echo it
+            self.log_error("manifest %s: stored media type %r is not valid", stored.digest, ctype)
+            ctype = "application/octet-stream"
         return {
-            "Content-Type": stored.media_type,
+            "Content-Type": ctype,
             "Docker-Content-Digest": str(stored.digest),
             "ETag": f'"{stored.digest}"',
         }
@@ -380,30 +439,8 @@ class RegistryHandler(BaseHTTPRequestHandler):
         else:
             digest = Digest.from_bytes(raw)
         pushed = inspect_manifest(raw, self.headers.get("Content-Type"), digest)
+        self._check_references(name, pushed)
         storage = self.server.storage
-        missing = [
-            ApiError(
-                "MANIFEST_BLOB_UNKNOWN", f"blob {d} unknown to {name}", detail={"digest": str(d)}
-            )
-            for d in dict.fromkeys(pushed.blobs)
-            if storage.blob_size(name, d) is None and storage.manifest_get(name, d) is None
-        ]
-        missing += [
-            ApiError(
-                "MANIFEST_BLOB_UNKNOWN",
-                f"manifest {d} unknown to {name}",
-                detail={"digest": str(d)},
-            )
-            for d in dict.fromkeys(pushed.manifests)
-            if storage.manifest_get(name, d) is None
-        ]
-        if missing:
-            raise ApiError(
-                missing[0].code,
-                missing[0].message,
-                detail=missing[0].detail,
-                also=tuple(missing[1:]),
-            )
         storage.manifest_put(name, pushed, raw, None if isinstance(ref, Digest) else ref)
         headers = {
             "Location": f"/v2/{name}/manifests/{digest}",
@@ -412,6 +449,52 @@ class RegistryHandler(BaseHTTPRequestHandler):
         if pushed.subject is not None:
             headers["OCI-Subject"] = str(pushed.subject)
         self._send(201, headers)
+
+    def _check_references(self, name: str, pushed: PushedManifest) -> None:
+        """Every blob and child manifest is in ``name`` with the size its descriptor says."""
+        storage = self.server.storage
+        missing: list[ApiError] = []
+        for kind, refs in (("blob", pushed.blob_refs), ("manifest", pushed.manifest_refs)):
+            sizes: dict[Digest, int | None] = {}
+            for where, d, size in refs:
+                if len(missing) > MAX_LISTED:
+                    break
+                if d not in sizes:
+                    have = storage.blob_size(name, d) if kind == "blob" else None
+                    if have is None:
+                        child = storage.manifest_get(name, d)
+                        have = None if child is None else len(child.raw)
+                    sizes[d] = have
+                    if have is None:
+                        missing.append(
+                            ApiError(
+                                "MANIFEST_BLOB_UNKNOWN",
+                                f"{kind} {d} unknown to {name}",
+                                detail={"digest": str(d)},
+                            )
+                        )
+                have = sizes[d]
+                if have is not None and size >= 0 and have != size:
+                    raise ApiError(
+                        "MANIFEST_INVALID",
+                        f"manifest {where}.size: {size} declared, but {kind} {d} has {have} bytes",
+                        detail={"digest": str(d)},
+                    )
+        if missing:
+            if len(missing) > MAX_LISTED:
+                missing[MAX_LISTED:] = [
+                    ApiError(
+                        "MANIFEST_BLOB_UNKNOWN",
+                        f"more blobs or manifests unknown to {name}: the list stops"
+                        f" at {MAX_LISTED}",
+                    )
+                ]
+            raise ApiError(
+                missing[0].code,
+                missing[0].message,
+                detail=missing[0].detail,
+                also=tuple(missing[1:]),
+            )
 
     # -- blobs ------------------------------------------------------------------------------
 
@@ -562,8 +645,8 @@ class RegistryHandler(BaseHTTPRequestHandler):
         m = _CONTENT_RANGE.match(raw.strip())
         if m is None or int(m[2]) < int(m[1]):
             raise ApiError("RANGE_INVALID", f"Content-Range {raw!r}: expected 'start-end'")
-        length = self.headers.get("Content-Length")
-        if length is not None and int(length) != int(m[2]) - int(m[1]) + 1:
+        length = self._framing[0]
+        if length is not None and length != int(m[2]) - int(m[1]) + 1:
             raise ApiError(
                 "RANGE_INVALID",
                 f"Content-Range {raw!r} does not match Content-Length {length}",

@@ -25,10 +25,38 @@ from typing import Any
 
 from pycrane.errors import PycraneError
 from pycrane.registry.auth import Htpasswd
+from pycrane.registry.connections import Connections, client_key
 from pycrane.registry.handler import RegistryHandler
-from pycrane.registry.storage import MemoryStorage, Storage
+from pycrane.registry.storage import DEFAULT_MAX_MEMORY, MemoryStorage, Storage
 
-__all__ = ["RegistryHTTPServer", "RegistryServer", "parse_address", "serve"]
+__all__ = [
+    "DEFAULT_HEADER_TIMEOUT",
+    "DEFAULT_IDLE_TIMEOUT",
+    "DEFAULT_MAX_PER_CLIENT",
+    "DEFAULT_READ_TIMEOUT",
+    "RegistryHTTPServer",
+    "RegistryServer",
+    "parse_address",
+    "serve",
+]
+
+#: Seconds from a request's first byte until its last header must have arrived.
+DEFAULT_HEADER_TIMEOUT = 20.0
+#: Seconds a keep-alive connection may wait for its next request.
+DEFAULT_IDLE_TIMEOUT = 60.0
+#: Seconds one read of a request body (or one write of a response) may take.
+DEFAULT_READ_TIMEOUT = 60.0
+#: Connections one client address (an IPv6 /64) may hold at once.
+DEFAULT_MAX_PER_CLIENT = 32
+
+_TOO_MANY_BODY = (
+    b'{"errors": [{"code": "TOOMANYREQUESTS", "message": "too many connections from this'
+    b' address", "detail": {}}]}'
+)
+_TOO_MANY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: application/json\r\n"
+    b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(_TOO_MANY_BODY), _TOO_MANY_BODY)
+)
 
 
 def parse_address(address: str) -> tuple[str, int]:
@@ -47,7 +75,10 @@ def parse_address(address: str) -> tuple[str, int]:
 
 
 class RegistryHTTPServer(ThreadingHTTPServer):
-    """A thread per connection, at most ``max_threads``; TLS handshakes run off the accept loop."""
+    """A thread per connection, at most ``max_threads``; TLS handshakes run off the accept loop.
+
+    Slow or idle clients are bounded as :mod:`pycrane.registry.connections` describes.
+    """
 
     daemon_threads = True
     block_on_close = False
@@ -64,6 +95,10 @@ class RegistryHTTPServer(ThreadingHTTPServer):
         ssl_context: ssl.SSLContext | None = None,
         read_only: bool = False,
         max_threads: int = 128,
+        max_per_client: int | None = DEFAULT_MAX_PER_CLIENT,
+        header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
         verbose: bool = False,
     ) -> None:
         if ":" in address[0]:
@@ -73,40 +108,61 @@ class RegistryHTTPServer(ThreadingHTTPServer):
         self.ssl_context = ssl_context
         self.read_only = read_only
         self.verbose = verbose
+        self.header_timeout = header_timeout
+        self.idle_timeout = idle_timeout
+        self.read_timeout = read_timeout
+        self.connections = Connections(max_per_client)
         self._slots = threading.BoundedSemaphore(max_threads)
         self._stopping = False
-        self._conns: set[socket.socket] = set()
-        self._conns_lock = threading.Lock()
         super().__init__(address, RegistryHandler)
 
     def track(self, sock: socket.socket, alive: bool) -> None:
-        with self._conns_lock:
-            if alive:
-                self._conns.add(sock)
-            else:
-                self._conns.discard(sock)
+        self.connections.track(sock, alive)
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        while not self._slots.acquire(timeout=0.5):
-            if self._stopping:
-                self.shutdown_request(request)
-                return
+        key = client_key(client_address)
+        if not self.connections.admit(key):
+            self._turn_away(request)
+            return
+        try:
+            if not self._slots.acquire(blocking=False):
+                # Every thread is taken: free the one idle longest between requests.
+                self.connections.reclaim_idle()
+                while not self._slots.acquire(timeout=0.5):
+                    if self._stopping:
+                        self.connections.leave(key)
+                        self.shutdown_request(request)
+                        return
+                    self.connections.reclaim_idle()
+        except BaseException:
+            self.connections.leave(key)
+            raise
         try:
             super().process_request(request, client_address)
         except BaseException:
             self._slots.release()
+            self.connections.leave(key)
             raise
+
+    def _turn_away(self, request: socket.socket) -> None:
+        """Too many connections from one client: a quick 503 (plain HTTP), then close."""
+        if self.ssl_context is None:
+            with contextlib.suppress(OSError):
+                request.setblocking(False)
+                request.send(_TOO_MANY)
+        self.shutdown_request(request)
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
             self._slots.release()
+            self.connections.leave(client_key(client_address))
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         if self.ssl_context is not None:
             try:
-                request.settimeout(RegistryHandler.timeout)
+                request.settimeout(self.header_timeout)
                 request = self.ssl_context.wrap_socket(request, server_side=True)
             except (OSError, ssl.SSLError):
                 return
@@ -119,16 +175,12 @@ class RegistryHTTPServer(ThreadingHTTPServer):
     def close_connections(self) -> None:
         """Wake every handler blocked on a keep-alive read so its thread ends."""
         self._stopping = True
-        with self._conns_lock:
-            conns = list(self._conns)
-        for sock in conns:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+        self.connections.close_all()
 
 
-def _make_storage(disk: str | os.PathLike[str] | None) -> Storage:
+def _make_storage(disk: str | os.PathLike[str] | None, max_memory: int | None) -> Storage:
     if disk is None:
-        return MemoryStorage()
+        return MemoryStorage(max_memory)
     from pycrane.registry.disk import DiskStorage
 
     storage: Storage = DiskStorage(Path(disk))
@@ -142,6 +194,10 @@ class RegistryServer:
     with TLS, and then ``ca_cert`` is the certificate a client should trust).
     ``username``/``password`` are informational (the pytest fixture sets them when it
     creates an htpasswd file); authentication itself comes from ``htpasswd``.
+    ``max_memory`` bounds the bytes the memory storage holds (stored content and
+    uploads in flight; None: unbounded); it does not apply with ``disk`` or ``storage``.
+    ``max_per_client``, ``header_timeout``, ``idle_timeout`` and ``read_timeout`` bound
+    slow clients (:mod:`pycrane.registry.connections`).
     """
 
     def __init__(
@@ -155,13 +211,18 @@ class RegistryServer:
         tls_key: str | os.PathLike[str] | None = None,
         read_only: bool = False,
         max_threads: int = 128,
+        max_memory: int | None = DEFAULT_MAX_MEMORY,
+        max_per_client: int | None = DEFAULT_MAX_PER_CLIENT,
+        header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
         verbose: bool = False,
         username: str | None = None,
         password: str | None = None,
     ) -> None:
         self.address = address
         self._own_storage = storage is None
-        self.storage = storage if storage is not None else _make_storage(disk)
+        self.storage = storage if storage is not None else _make_storage(disk, max_memory)
         self.disk = Path(disk) if disk is not None else None
         if htpasswd is not None and not isinstance(htpasswd, Htpasswd):
             htpasswd = Htpasswd(os.fspath(htpasswd))
@@ -180,6 +241,10 @@ class RegistryServer:
             self.ssl_context = ctx
         self.read_only = read_only
         self.max_threads = max_threads
+        self.max_per_client = max_per_client
+        self.header_timeout = header_timeout
+        self.idle_timeout = idle_timeout
+        self.read_timeout = read_timeout
         self.verbose = verbose
         self.username = username
         self.password = password
@@ -230,6 +295,10 @@ class RegistryServer:
                     ssl_context=self.ssl_context,
                     read_only=self.read_only,
                     max_threads=self.max_threads,
+                    max_per_client=self.max_per_client,
+                    header_timeout=self.header_timeout,
+                    idle_timeout=self.idle_timeout,
+                    read_timeout=self.read_timeout,
                     verbose=self.verbose,
                 )
             except OSError as e:
@@ -293,6 +362,8 @@ def serve(
     tls_cert: str | os.PathLike[str] | None = None,
     tls_key: str | os.PathLike[str] | None = None,
     read_only: bool = False,
+    max_memory: int | None = DEFAULT_MAX_MEMORY,
+    max_per_client: int | None = DEFAULT_MAX_PER_CLIENT,
     ready: Callable[[RegistryServer], None] | None = None,
     verbose: bool = False,
 ) -> None:
@@ -308,6 +379,8 @@ def serve(
         tls_cert=tls_cert,
         tls_key=tls_key,
         read_only=read_only,
+        max_memory=max_memory,
+        max_per_client=max_per_client,
         verbose=verbose,
     )
     stop = threading.Event()

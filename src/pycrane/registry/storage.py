@@ -26,14 +26,30 @@ from pycrane.registry.apierrors import ApiError
 from pycrane.registry.manifests import PushedManifest
 from pycrane.v1.digest import Digest, DigestHasher
 
-__all__ = ["CHUNK", "Body", "MemoryStorage", "Storage", "StoredManifest", "copy_body"]
+__all__ = [
+    "CHUNK",
+    "DEFAULT_MAX_MEMORY",
+    "BlobManager",
+    "BlobReader",
+    "Body",
+    "Catalog",
+    "Ingester",
+    "ManifestStore",
+    "MemoryStorage",
+    "Storage",
+    "StoredManifest",
+    "copy_body",
+]
 
 #: Transfer size: bodies are read and blobs are sent in pieces of this size.
 CHUNK = 1024 * 1024
 #: An upload session of the in-memory storage that received nothing for this long is
-#: dropped (with its bytes) when the next upload starts: clients that die or give up
-#: on a session would otherwise hold that memory for the life of the server.
-UPLOAD_IDLE_LIMIT = 3600.0
+#: dropped (with its bytes) when the next upload starts or memory runs short: clients
+#: that die or give up on a session would otherwise hold that memory for good.
+UPLOAD_IDLE_LIMIT = 600.0
+#: Default bound of the in-memory storage: stored blobs and manifests plus uploads in
+#: flight (``registry serve --max-memory``). Past it writes get 413 DENIED.
+DEFAULT_MAX_MEMORY = 1024**3
 
 
 class Body(Protocol):
@@ -51,15 +67,21 @@ class StoredManifest:
     raw: bytes
 
 
-class Storage(Protocol):
-    """What the HTTP layer needs from a backend. Names are validated before any call."""
+class BlobReader(Protocol):
+    """Reading blobs, as seen through one repository."""
 
-    # Blobs, as seen through one repository.
     def blob_size(self, repo: str, digest: Digest) -> int | None:
         """The size of a blob linked into ``repo``, or None."""
 
     def blob_open(self, repo: str, digest: Digest) -> tuple[BinaryIO, int]:
         """An open stream and the size; raise ApiError BLOB_UNKNOWN when not linked."""
+
+
+class BlobManager(Protocol):
+    """Linking blobs into repositories: whole bodies, mounts, deletes."""
+
+    def blob_put(self, repo: str, digest: Digest, body: Body) -> int:
+        """Store a whole body as ``digest`` (verified) and link it; return the size."""
 
     def blob_mount(self, repo: str, digest: Digest, source: str) -> bool:
         """Link a blob that ``source`` owns into ``repo``; False when ``source`` lacks it."""
@@ -67,10 +89,10 @@ class Storage(Protocol):
     def blob_delete(self, repo: str, digest: Digest) -> bool:
         """Unlink a blob from ``repo`` (content stays while others link it)."""
 
-    def blob_put(self, repo: str, digest: Digest, body: Body) -> int:
-        """Store a whole body as ``digest`` (verified) and link it; return the size."""
 
-    # Upload sessions.
+class Ingester(Protocol):
+    """Upload sessions: data hashed as written, visible only once finished and verified."""
+
     def upload_start(self, repo: str) -> str:
         """Open a session; return its opaque id."""
 
@@ -86,7 +108,10 @@ class Storage(Protocol):
     def upload_cancel(self, repo: str, session: str) -> None:
         """Drop the session and its data; raise ApiError BLOB_UPLOAD_UNKNOWN."""
 
-    # Manifests, tags, referrers.
+
+class ManifestStore(Protocol):
+    """Manifests by digest, the tags pointing at them, and the referrers index."""
+
     def manifest_get(self, repo: str, reference: str | Digest) -> StoredManifest | None:
         """The manifest a tag or digest names in ``repo``."""
 
@@ -104,11 +129,23 @@ class Storage(Protocol):
     def tags(self, repo: str) -> list[str] | None:
         """All tags of ``repo`` sorted; None when the repository is unknown."""
 
+    def referrers(self, repo: str, subject: Digest) -> list[dict[str, Any]]:
+        """Descriptors of the manifests in ``repo`` whose subject is ``subject``."""
+
+
+class Catalog(Protocol):
+    """The repositories that hold anything."""
+
     def repositories(self) -> list[str]:
         """All repository names, sorted."""
 
-    def referrers(self, repo: str, subject: Digest) -> list[dict[str, Any]]:
-        """Descriptors of the manifests in ``repo`` whose subject is ``subject``."""
+
+class Storage(BlobReader, BlobManager, Ingester, ManifestStore, Catalog, Protocol):
+    """What the HTTP layer needs from a backend: every role. Names are validated first.
+
+    ``tests/test_registry_storage_suite.py`` runs one conformance suite over every
+    implementation (memory and disk), role by role.
+    """
 
 
 def copy_body(body: Body, write: Callable[[memoryview], object], limit: int | None = None) -> int:
@@ -162,14 +199,43 @@ class MemoryStorage:
     """Everything in dicts under one lock; blob bytes are kept once for all repositories.
 
     Meant for tests and small images: every blob lives in RAM, and so does an
-    upload in progress.
+    upload in progress. ``max_bytes`` bounds the two together (None: no bound);
+    a write past it is refused with 413 ``DENIED`` and its upload session dropped.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_bytes: int | None = DEFAULT_MAX_MEMORY) -> None:
         self._lock = threading.RLock()
         self._blobs: dict[Digest, bytes] = {}
         self._repos: dict[str, _Repo] = {}
         self._uploads: dict[str, _Upload] = {}
+        self.max_bytes = max_bytes
+        #: Bytes held: stored blobs and manifests, uploads and monolithic bodies in flight.
+        self.used = 0
+
+    def _reserve(self, n: int) -> None:
+        with self._lock:
+            if self.max_bytes is not None and self.used + n > self.max_bytes:
+                self._expire_idle()
+                if self.used + n > self.max_bytes:
+                    raise ApiError(
+                        "DENIED",
+                        f"the in-memory registry is full ({self.max_bytes} bytes, --max-memory):"
+                        " serve with --disk for large images",
+                        status=413,
+                    )
+            self.used += n
+
+    def _release(self, n: int) -> None:
+        with self._lock:
+            self.used -= n
+
+    def _expire_idle(self) -> None:
+        with self._lock:
+            idle = time.monotonic() - UPLOAD_IDLE_LIMIT
+            for key, up in list(self._uploads.items()):
+                if up.touched < idle and not up.lock.locked():
+                    del self._uploads[key]
+                    self.used -= len(up.data)
 
     def _repo(self, name: str) -> _Repo:
         repo = self._repos.get(name)
@@ -216,36 +282,51 @@ class MemoryStorage:
     def _collect(self, digest: Digest) -> None:
         """Drop blob bytes no repository links any more (memory is the scarce thing here)."""
         if not any(digest in r.blobs or digest in r.manifests for r in self._repos.values()):
-            self._blobs.pop(digest, None)
+            gone = self._blobs.pop(digest, None)
+            if gone is not None:
+                self.used -= len(gone)
 
     def _publish(self, repo: str, digest: Digest, data: bytes | bytearray) -> int:
+        """Store ``data`` (already reserved) as ``digest``; the reservation is kept or freed."""
         h = DigestHasher(digest.algorithm)
         h.update(data)
         actual = h.digest()
         if actual != digest:
+            self._release(len(data))
             raise ApiError(
                 "DIGEST_INVALID",
                 f"blob content is {actual}, not {digest}",
                 detail={"digest": str(digest)},
             )
         with self._lock:
-            self._blobs.setdefault(digest, bytes(data))
+            if digest in self._blobs:
+                self.used -= len(data)
+            else:
+                self._blobs[digest] = bytes(data)
             self._repo(repo).blobs.add(digest)
         return len(data)
 
+    def _writer(self, data: bytearray) -> Callable[[memoryview], None]:
+        def write(piece: memoryview) -> None:
+            self._reserve(len(piece))
+            data.extend(piece)
+
+        return write
+
     def blob_put(self, repo: str, digest: Digest, body: Body) -> int:
         data = bytearray()
-        copy_body(body, data.extend)
+        try:
+            copy_body(body, self._writer(data))
+        except BaseException:
+            self._release(len(data))
+            raise
         return self._publish(repo, digest, data)
 
     # Uploads
     def upload_start(self, repo: str) -> str:
         session = uuid.uuid4().hex
         with self._lock:
-            idle = time.monotonic() - UPLOAD_IDLE_LIMIT
-            stale = [k for k, up in self._uploads.items() if up.touched < idle]
-            for old in [k for k in stale if not self._uploads[k].lock.locked()]:
-                del self._uploads[old]
+            self._expire_idle()
             self._repo(repo)
             self._uploads[session] = _Upload(repo)
         return session
@@ -268,7 +349,13 @@ class MemoryStorage:
             check_offset(start, len(up.data), session, upload_location(repo, session))
             up.touched = time.monotonic()
             try:
-                copy_body(body, up.data.extend)
+                copy_body(body, self._writer(up.data))
+            except ApiError as err:
+                if err.status == 413:  # out of memory: the session cannot finish, free it
+                    with self._lock:
+                        if self._uploads.pop(session, None) is up:
+                            self.used -= len(up.data)
+                raise
             finally:
                 up.touched = time.monotonic()
             return len(up.data)
@@ -283,7 +370,9 @@ class MemoryStorage:
     def upload_cancel(self, repo: str, session: str) -> None:
         self._upload(repo, session)
         with self._lock:
-            self._uploads.pop(session, None)
+            up = self._uploads.pop(session, None)
+            if up is not None:
+                self.used -= len(up.data)
 
     # Manifests
     def manifest_get(self, repo: str, reference: str | Digest) -> StoredManifest | None:
@@ -303,8 +392,10 @@ class MemoryStorage:
         self, repo: str, manifest: PushedManifest, raw: bytes, tag: str | None
     ) -> None:
         with self._lock:
+            if manifest.digest not in self._blobs:
+                self._reserve(len(raw))
+                self._blobs[manifest.digest] = raw
             r = self._repo(repo)
-            self._blobs.setdefault(manifest.digest, raw)
             r.manifests[manifest.digest] = manifest.media_type
             if tag is not None:
                 r.tags[tag] = manifest.digest
