@@ -155,6 +155,18 @@ def test_an_ingest_with_a_ref_continues_where_it_was_closed(store: Blobs) -> Non
     w.abort()
 
 
+def test_a_ref_reopened_in_another_algorithm_is_hashed_in_it(store: Blobs) -> None:
+    w = store.ingest("upload-3")
+    w.write(DATA[:500])
+    w.close()
+    w = store.ingest("upload-3", "sha512")
+    assert w.offset == 500
+    w.write(DATA[500:])
+    want = Digest.from_bytes(DATA, "sha512")
+    assert w.digest() == want and w.commit(want, len(DATA)) == want
+    assert store.read_bytes(want) == DATA
+
+
 def test_an_aborted_ref_starts_again_from_zero(store: Blobs) -> None:
     w = store.ingest("upload-2")
     w.write(b"x" * 10)

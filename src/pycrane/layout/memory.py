@@ -47,7 +47,7 @@ class MemoryBlobStore:
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
         self._blobs: dict[Digest, bytes] = {}
-        self._parked: dict[str, tuple[str, bytearray]] = {}  # ref -> (algorithm, data)
+        self._parked: dict[str, bytearray] = {}  # ref -> what a closed ingest wrote
         self._live: set[str] = set()  # refs a writer holds now
         self._used = 0  # committed bytes + bytes held by every ingest in flight
 
@@ -214,11 +214,9 @@ class MemoryIngest:
                     raise LockTimeout(f"ingest {ref!r}: another writer holds it")
                 store._live.add(ref)
                 parked = store._parked.pop(ref, None)
-            if parked is not None and parked[0] == algorithm:
-                self._data = parked[1]
+            if parked is not None:  # hashed again in this session's algorithm, as on disk
+                self._data = parked
                 self._hasher.update(self._data)
-            elif parked is not None:
-                store._release(len(parked[1]))
 
     @property
     def offset(self) -> int:
@@ -267,7 +265,7 @@ class MemoryIngest:
             return
         self._done = True
         with self.store._lock:
-            self.store._parked[self.ref] = (self._hasher.algorithm, self._data)
+            self.store._parked[self.ref] = self._data
         self._unhold()
 
     def _unhold(self) -> None:

@@ -152,6 +152,11 @@ class Connections:
     def busy(self, sock: socket.socket) -> None:
         self.phase(sock, _BUSY)
 
+    def idle_count(self) -> int:
+        """How many connections wait for their next request now."""
+        with self._lock:
+            return sum(1 for st in self._socks.values() if st.phase == _IDLE)
+
     def reclaim_idle(self, key: str | None = None) -> bool:
         """Close the connection (of ``key``) idle longest between requests; False if none."""
         with self._lock:

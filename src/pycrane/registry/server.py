@@ -153,11 +153,17 @@ class RegistryHTTPServer(ThreadingHTTPServer):
         self.shutdown_request(request)
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
+        # socketserver.ThreadingMixIn's, but the slot and the client's count are given
+        # back before the socket closes: a client that saw the close and connects again
+        # must not find its old connection still counted against its cap.
         try:
-            super().process_request_thread(request, client_address)
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
         finally:
             self._slots.release()
             self.connections.leave(client_key(client_address))
+            self.shutdown_request(request)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         if self.ssl_context is not None:

@@ -14,7 +14,6 @@ blob only when the final ``PUT`` names the digest and the content matches it.
 
 from __future__ import annotations
 
-import io
 import threading
 import time
 import uuid
@@ -22,9 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
 
+from pycrane.errors import DigestMismatch, NotFoundError
+from pycrane.layout.memory import MemoryBlobStore, MemoryIngest, StoreFull
 from pycrane.registry.apierrors import ApiError
 from pycrane.registry.manifests import PushedManifest
-from pycrane.v1.digest import Digest, DigestHasher
+from pycrane.v1.digest import Digest
 
 __all__ = [
     "CHUNK",
@@ -181,7 +182,7 @@ def upload_location(repo: str, session: str) -> str:
 @dataclass
 class _Upload:
     repo: str
-    data: bytearray = field(default_factory=bytearray)
+    ingest: MemoryIngest
     lock: threading.Lock = field(default_factory=threading.Lock)
     touched: float = field(default_factory=time.monotonic)
 
@@ -195,47 +196,69 @@ class _Repo:
     subjects: dict[Digest, Digest] = field(default_factory=dict)
 
 
+def _full(err: StoreFull) -> ApiError:
+    return ApiError(
+        "DENIED",
+        f"the in-memory registry is full ({err.args[0]}, --max-memory):"
+        " serve with --disk for large images",
+        status=413,
+    )
+
+
 class MemoryStorage:
-    """Everything in dicts under one lock; blob bytes are kept once for all repositories.
+    """Repositories in dicts under one lock, content in one :class:`MemoryBlobStore`.
 
     Meant for tests and small images: every blob lives in RAM, and so does an
-    upload in progress. ``max_bytes`` bounds the two together (None: no bound);
-    a write past it is refused with 413 ``DENIED`` and its upload session dropped.
+    upload in progress. The blob store verifies what becomes visible, keeps each
+    blob once for all repositories, and bounds stored content and uploads in flight
+    together by ``max_bytes`` (None: no bound); a write past it is refused with 413
+    ``DENIED`` and its upload session dropped.
     """
 
     def __init__(self, max_bytes: int | None = DEFAULT_MAX_MEMORY) -> None:
         self._lock = threading.RLock()
-        self._blobs: dict[Digest, bytes] = {}
+        self._content = MemoryBlobStore(max_bytes=max_bytes)
         self._repos: dict[str, _Repo] = {}
         self._uploads: dict[str, _Upload] = {}
-        self.max_bytes = max_bytes
-        #: Bytes held: stored blobs and manifests, uploads and monolithic bodies in flight.
-        self.used = 0
 
-    def _reserve(self, n: int) -> None:
-        with self._lock:
-            if self.max_bytes is not None and self.used + n > self.max_bytes:
-                self._expire_idle()
-                if self.used + n > self.max_bytes:
-                    raise ApiError(
-                        "DENIED",
-                        f"the in-memory registry is full ({self.max_bytes} bytes, --max-memory):"
-                        " serve with --disk for large images",
-                        status=413,
-                    )
-            self.used += n
+    @property
+    def max_bytes(self) -> int | None:
+        return self._content.max_bytes
 
-    def _release(self, n: int) -> None:
-        with self._lock:
-            self.used -= n
+    @property
+    def used(self) -> int:
+        """Bytes held: stored blobs and manifests, uploads and monolithic bodies in flight."""
+        return self._content.used
 
-    def _expire_idle(self) -> None:
+    def _expire_idle(self) -> int:
+        """Drop upload sessions idle for :data:`UPLOAD_IDLE_LIMIT`; how many."""
         with self._lock:
             idle = time.monotonic() - UPLOAD_IDLE_LIMIT
-            for key, up in list(self._uploads.items()):
-                if up.touched < idle and not up.lock.locked():
-                    del self._uploads[key]
-                    self.used -= len(up.data)
+            stale = [
+                (key, up)
+                for key, up in self._uploads.items()
+                if up.touched < idle and not up.lock.locked()
+            ]
+            for key, up in stale:
+                del self._uploads[key]
+                up.ingest.abort()
+            return len(stale)
+
+    def _writer(self, ingest: MemoryIngest) -> Callable[[memoryview], None]:
+        """``ingest.write``, retried once after idle sessions are dropped when memory is short."""
+
+        def write(piece: memoryview) -> None:
+            try:
+                ingest.write(piece)
+            except StoreFull as err:
+                if not self._expire_idle():
+                    raise _full(err) from None
+                try:
+                    ingest.write(piece)
+                except StoreFull as again:
+                    raise _full(again) from None
+
+        return write
 
     def _repo(self, name: str) -> _Repo:
         repo = self._repos.get(name)
@@ -249,23 +272,22 @@ class MemoryStorage:
             r = self._repos.get(repo)
             if r is None or digest not in r.blobs:
                 return None
-            blob = self._blobs.get(digest)
-            return None if blob is None else len(blob)
+            return self._content.size(digest)
 
     def blob_open(self, repo: str, digest: Digest) -> tuple[BinaryIO, int]:
         with self._lock:
             r = self._repos.get(repo)
-            blob = self._blobs.get(digest) if r is not None and digest in r.blobs else None
-        if blob is None:
-            raise ApiError(
-                "BLOB_UNKNOWN", f"blob {digest} unknown to {repo}", detail={"digest": str(digest)}
-            )
-        return io.BytesIO(blob), len(blob)
+            size = self._content.size(digest) if r is not None and digest in r.blobs else None
+            if size is not None:
+                return self._content.open(digest), size
+        raise ApiError(
+            "BLOB_UNKNOWN", f"blob {digest} unknown to {repo}", detail={"digest": str(digest)}
+        )
 
     def blob_mount(self, repo: str, digest: Digest, source: str) -> bool:
         with self._lock:
             src = self._repos.get(source)
-            if src is None or digest not in src.blobs or digest not in self._blobs:
+            if src is None or digest not in src.blobs or not self._content.exists(digest):
                 return False
             self._repo(repo).blobs.add(digest)
             return True
@@ -282,45 +304,28 @@ class MemoryStorage:
     def _collect(self, digest: Digest) -> None:
         """Drop blob bytes no repository links any more (memory is the scarce thing here)."""
         if not any(digest in r.blobs or digest in r.manifests for r in self._repos.values()):
-            gone = self._blobs.pop(digest, None)
-            if gone is not None:
-                self.used -= len(gone)
+            self._content.delete(digest)
 
-    def _publish(self, repo: str, digest: Digest, data: bytes | bytearray) -> int:
-        """Store ``data`` (already reserved) as ``digest``; the reservation is kept or freed."""
-        h = DigestHasher(digest.algorithm)
-        h.update(data)
-        actual = h.digest()
-        if actual != digest:
-            self._release(len(data))
+    def _commit(self, repo: str, digest: Digest, ingest: MemoryIngest) -> int:
+        """Verify and publish what ``ingest`` holds as ``digest``, linked into ``repo``."""
+        size = ingest.offset
+        try:
+            ingest.commit(digest)
+        except DigestMismatch:
+            ingest.abort()
             raise ApiError(
                 "DIGEST_INVALID",
-                f"blob content is {actual}, not {digest}",
+                f"blob content is {ingest.digest()}, not {digest}",
                 detail={"digest": str(digest)},
-            )
+            ) from None
         with self._lock:
-            if digest in self._blobs:
-                self.used -= len(data)
-            else:
-                self._blobs[digest] = bytes(data)
             self._repo(repo).blobs.add(digest)
-        return len(data)
-
-    def _writer(self, data: bytearray) -> Callable[[memoryview], None]:
-        def write(piece: memoryview) -> None:
-            self._reserve(len(piece))
-            data.extend(piece)
-
-        return write
+        return size
 
     def blob_put(self, repo: str, digest: Digest, body: Body) -> int:
-        data = bytearray()
-        try:
-            copy_body(body, self._writer(data))
-        except BaseException:
-            self._release(len(data))
-            raise
-        return self._publish(repo, digest, data)
+        with self._content.ingest(algorithm=digest.algorithm) as ingest:
+            copy_body(body, self._writer(ingest))
+            return self._commit(repo, digest, ingest)
 
     # Uploads
     def upload_start(self, repo: str) -> str:
@@ -328,7 +333,7 @@ class MemoryStorage:
         with self._lock:
             self._expire_idle()
             self._repo(repo)
-            self._uploads[session] = _Upload(repo)
+            self._uploads[session] = _Upload(repo, self._content.ingest(session))
         return session
 
     def _upload(self, repo: str, session: str) -> _Upload:
@@ -339,40 +344,46 @@ class MemoryStorage:
         return up
 
     def upload_offset(self, repo: str, session: str) -> int:
-        return len(self._upload(repo, session).data)
+        return self._upload(repo, session).ingest.offset
 
     def upload_write(self, repo: str, session: str, body: Body, start: int | None) -> int:
         up = self._upload(repo, session)
         with up.lock:
             if self._uploads.get(session) is not up:  # finished while we waited
                 raise ApiError("BLOB_UPLOAD_UNKNOWN", f"upload {session} unknown to {repo}")
-            check_offset(start, len(up.data), session, upload_location(repo, session))
+            check_offset(start, up.ingest.offset, session, upload_location(repo, session))
             up.touched = time.monotonic()
             try:
-                copy_body(body, self._writer(up.data))
+                copy_body(body, self._writer(up.ingest))
             except ApiError as err:
                 if err.status == 413:  # out of memory: the session cannot finish, free it
                     with self._lock:
                         if self._uploads.pop(session, None) is up:
-                            self.used -= len(up.data)
+                            up.ingest.abort()
                 raise
             finally:
                 up.touched = time.monotonic()
-            return len(up.data)
+            return up.ingest.offset
 
     def upload_finish(self, repo: str, session: str, digest: Digest) -> int:
         up = self._upload(repo, session)
         with up.lock, self._lock:
             if self._uploads.pop(session, None) is not up:
                 raise ApiError("BLOB_UPLOAD_UNKNOWN", f"upload {session} unknown to {repo}")
-        return self._publish(repo, digest, up.data)
+        ingest = up.ingest
+        if digest.algorithm != "sha256":
+            # Sessions hash with sha256; reopening the ref hashes it in the digest's.
+            ingest.close()
+            ingest = self._content.ingest(session, digest.algorithm)
+        return self._commit(repo, digest, ingest)
 
     def upload_cancel(self, repo: str, session: str) -> None:
         self._upload(repo, session)
         with self._lock:
             up = self._uploads.pop(session, None)
-            if up is not None:
-                self.used -= len(up.data)
+        if up is not None:
+            with up.lock:
+                up.ingest.abort()
 
     # Manifests
     def manifest_get(self, repo: str, reference: str | Digest) -> StoredManifest | None:
@@ -383,8 +394,9 @@ class MemoryStorage:
             digest = r.tags.get(reference) if isinstance(reference, str) else reference
             if digest is None or digest not in r.manifests:
                 return None
-            raw = self._blobs.get(digest)
-            if raw is None:
+            try:
+                raw = self._content.read_bytes(digest, verify=False)
+            except NotFoundError:
                 return None
             return StoredManifest(digest, r.manifests[digest], raw)
 
@@ -392,9 +404,10 @@ class MemoryStorage:
         self, repo: str, manifest: PushedManifest, raw: bytes, tag: str | None
     ) -> None:
         with self._lock:
-            if manifest.digest not in self._blobs:
-                self._reserve(len(raw))
-                self._blobs[manifest.digest] = raw
+            try:
+                self._content.put(raw, digest=manifest.digest)
+            except StoreFull as err:
+                raise _full(err) from None
             r = self._repo(repo)
             r.manifests[manifest.digest] = manifest.media_type
             if tag is not None:
