@@ -12,10 +12,16 @@ from pycrane._concurrency import bounded_map
 from pycrane.name import Repository, Tag
 from pycrane.random import image_from_layers, random_layer
 from pycrane.remote import Client
+from pycrane.v1.image import BytesLayer
 
-__all__ = ["TAGS", "seed"]
+__all__ = ["TAGS", "base_layers", "seed"]
 
 TAGS = ("1.0.0", "1.1.0", "1.2.0", "2.0.0", "latest")
+
+
+def base_layers() -> list[BytesLayer]:
+    """The two base layers every seeded image is built on (half the repositories each)."""
+    return [random_layer(4096, seed=1000 + i) for i in range(2)]
 
 
 def seed(
@@ -28,7 +34,7 @@ def seed(
     layer_size: int = 256,
     jobs: int = 8,
 ) -> dict[str, str]:
-    bases = [random_layer(4096, seed=1000 + i) for i in range(2)]
+    bases = base_layers()
     names = TAGS[:tags]
     work: list[tuple[int, int, str]] = []
     for r in range(repos):

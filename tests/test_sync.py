@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from pycrane.sync._schema import SchemaError, validate
 from pycrane.sync.filters import SemverRange, Version
 from pycrane.sync.plan import destination_for, split_source
 from tests.faultproxy import Fault, FaultProxy, RateLimit
-from tests.sync_data import TAGS, seed
+from tests.sync_data import TAGS, base_layers, seed
 
 REPOS = 60
 
@@ -336,11 +337,14 @@ def test_kill_then_resume(source: Any, distribution_factory: Any, tmp_path: Path
     assert proc.returncode == -signal.SIGKILL
     digests: dict[str, str] = source.extra["digests"]
     finished = set()
+    finished_blobs: set[str] = set()
     with Client() as c:
         for key in digests:
             ref = f"{dst.host}/{key.replace('src/', 'k/')}"
             if c.exists(ref) is not None:
                 finished.add(ref)
+                m = json.loads(c.get(ref).raw)
+                finished_blobs |= {m["config"]["digest"], *(x["digest"] for x in m["layers"])}
     assert 0 < len(finished) < len(digests)
     proxy = _proxy(dst.host)
     try:
@@ -357,6 +361,16 @@ def test_kill_then_resume(source: Any, distribution_factory: Any, tmp_path: Path
     for ref in finished:
         repo, _, tag = ref.removeprefix(f"{dst.host}/").rpartition(":")
         assert f"/v2/{repo}/manifests/{tag}" not in puts
+    # No blob of a finished image is sent again, except a shared base layer at most once: a new
+    # process does not know which destination repository holds it until it has sent it once.
+    sent = [
+        urllib.parse.parse_qs(urllib.parse.urlsplit(e.path).query)["digest"][0]
+        for e in proxy.log
+        if e.method == "PUT" and "/blobs/uploads/" in e.path and "digest=" in e.path
+    ]
+    bases = {str(b.digest()) for b in base_layers()}
+    again = [d for d in sent if d in finished_blobs]
+    assert set(again) <= bases and len(again) == len(set(again)), again
     with Client() as c:
         for key, digest in digests.items():
             assert str(c.head(f"{dst.host}/{key.replace('src/', 'k/')}").digest) == digest
