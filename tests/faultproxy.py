@@ -20,7 +20,9 @@ With ``rate_limit`` set, matching requests spend a budget announced in
 spent they get 429 with ``Retry-After`` (the seconds left in the window) until the
 window turns over.
 
-Every request is recorded in ``proxy.log`` (method, path, Range header, status).
+Every request is recorded in ``proxy.log`` (method, path, Range header, status);
+``proxy.max_waiting`` is the most requests that were ever waiting at once for the
+status line of their answer (what a client's per-host concurrency limit bounds).
 """
 
 from __future__ import annotations
@@ -163,6 +165,18 @@ class FaultProxy:
         self._storage: ThreadingHTTPServer | None = None
         self._stored: dict[str, tuple[bytes, list[tuple[str, str]]]] = {}
         self._last_port = 0
+        self._waiting = 0
+        #: The most requests that were waiting for their answer's status line at once.
+        self.max_waiting = 0
+
+    def _arrived(self) -> None:
+        with self._lock:
+            self._waiting += 1
+            self.max_waiting = max(self.max_waiting, self._waiting)
+
+    def _answered(self) -> None:
+        with self._lock:
+            self._waiting -= 1
 
     def add(self, fault: Fault) -> Fault:
         with self._lock:
@@ -223,8 +237,22 @@ class FaultProxy:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
+            answered = False
+
             def _any(self) -> None:
-                proxy._handle(self)
+                self.answered = False
+                proxy._arrived()
+                try:
+                    proxy._handle(self)
+                finally:
+                    if not self.answered:
+                        proxy._answered()
+
+            def send_response_only(self, code: int, message: str | None = None) -> None:
+                if not self.answered:
+                    self.answered = True
+                    proxy._answered()
+                super().send_response_only(code, message)
 
             do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _any
 

@@ -149,6 +149,20 @@ def test_rate_limit_headers_and_pacing() -> None:
     assert limits.paused()["h"] > 0  # held back once the budget ran low
 
 
+def test_progress_line_counts_images_and_bytes() -> None:
+    from pycrane.cli.commands.sync import _Bar
+    from pycrane.sync import ImageResult
+    from pycrane.v1.digest import Digest
+
+    bar = _Bar()
+    with bar.shown():
+        bar.advance(Digest.from_bytes(b"x"), 3 << 10)
+        bar.on_result(ImageResult("a/b:1", "c/b:1", "copied", "missing"), 1, 4)
+    [task] = bar._progress.tasks
+    assert (task.completed, task.total) == (1, 4)
+    assert task.fields["moved"].startswith("3.0 KiB at ")
+
+
 # -- real registries -----------------------------------------------------------------------
 
 
@@ -406,6 +420,11 @@ def test_rate_limits_and_drops(source: Any, distribution_factory: Any) -> None:
     assert src_proxy.rate_limit.refused > 0  # each 429 was waited out (Retry-After) and retried
     assert report.paused[src_proxy.host] > 0  # and requests were spaced while the budget was low
     assert src_proxy.faults[0].hits == 5  # every dropped blob read was resumed
+    print(
+        f"fault run: {report.summary()}; 429s {src_proxy.rate_limit.refused}, "
+        f"paused {report.paused[src_proxy.host]:.2f} s, drops {src_proxy.faults[0].hits}, "
+        f"resets/503s {sum(f.hits for f in dst_proxy.faults)}"
+    )
     assert sum(f.hits for f in dst_proxy.faults) == 8  # every injected fault was met
     digests: dict[str, str] = source.extra["digests"]
     with Client() as c:
@@ -413,3 +432,47 @@ def test_rate_limits_and_drops(source: Any, distribution_factory: Any) -> None:
             for t in ("1.0.0", "2.0.0"):
                 got = c.head(f"{dst.host}/rl/r{i:03d}:{t}").digest
                 assert str(got) == digests[f"src/r{i:03d}:{t}"]
+
+
+def test_requests_per_host_are_capped(source: Any, pycrane_registry: Any) -> None:
+    proxy = _proxy(pycrane_registry.host)
+    try:
+        report = pycrane.sync(
+            source=f"{source.host}/src",
+            destination=f"{proxy.host}/cap",
+            recursive=True,
+            tags=TagFilter(exact=("1.0.0", "1.1.0")),
+            jobs=8,
+            max_per_host=2,
+        )
+    finally:
+        proxy.stop()
+    assert report.ok, report.failed[:3]
+    assert len(report.copied) == 2 * REPOS
+    assert 1 <= proxy.max_waiting <= 2  # 8 images at once, never more than 2 requests waiting
+
+
+def test_platforms_and_incremental_on_indexes(pycrane_registry: Any) -> None:
+    from pycrane.random import random_index
+
+    h = pycrane_registry.host
+    idx = random_index(("linux/amd64", "linux/arm64", "linux/arm/v7"), seed=7)
+    with Client() as c:
+        c.write_index(f"{h}/multi/app:1", idx)
+        arm64 = c.image(f"{h}/multi/app:1", "linux/arm64").digest()
+    for platforms, check in [
+        (["linux/arm64"], lambda d: d == arm64),  # one platform: that image, as crane copies it
+        (["linux/amd64", "linux/arm64"], lambda d: d not in (arm64, idx.digest())),
+        ("all", lambda d: d == idx.digest()),
+    ]:
+        dst = f"{h}/plat/{len(platforms)}"
+        first = pycrane.sync(source=f"{h}/multi/app", destination=dst, platforms=platforms)
+        assert len(first.copied) == 1, first.images
+        with Client() as c:
+            got = c.head(f"{dst}:1").digest
+            assert check(got), platforms
+            if isinstance(platforms, list) and len(platforms) == 2:
+                kept = [m.platform for m in c.index(f"{dst}:1").index_manifest().manifests]
+                assert sorted(str(p) for p in kept) == platforms
+        again = pycrane.sync(source=f"{h}/multi/app", destination=dst, platforms=platforms)
+        assert len(again.skipped) == 1 and again.skipped[0].digest == str(got)

@@ -19,6 +19,7 @@ happened). The module itself is callable: ``pycrane.sync(...)`` is :func:`sync`.
 from __future__ import annotations
 
 import sys
+import time
 import types
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -120,9 +121,10 @@ def sync(
     elif client_options:
         raise TypeError("pass either client= or client options, not both")
     try:
+        started = time.monotonic()
         plan = build_plan(client, cfg.sources, jobs=n)
         engine = Engine(client, jobs=n, dry_run=dry_run, progress=progress, on_result=on_result)
-        return engine.run(plan)
+        return engine.run(plan, started=started)
     finally:
         if own:
             client.close()

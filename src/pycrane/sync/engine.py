@@ -86,8 +86,9 @@ class Engine:
         self._lock = threading.Lock()
         self._done = 0
 
-    def run(self, plan: Plan) -> SyncReport:
-        started = time.monotonic()
+    def run(self, plan: Plan, *, started: float | None = None) -> SyncReport:
+        """Every item of ``plan``; ``started`` (``time.monotonic()``) counts planning in."""
+        started = time.monotonic() if started is None else started
         report = SyncReport(dry_run=self.dry_run)
         total = len(plan.items) + len(plan.errors)
         for err in plan.errors:

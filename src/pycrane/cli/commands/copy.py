@@ -77,6 +77,8 @@ def _recursive(
     opts: Options, src: str, dst: str, jobs: int, referrers: bool, no_clobber: bool
 ) -> None:
     """gcrane's ``cp -r``: through the catalog, every repository's tags (a ``sync -r``)."""
+    import time
+
     from pycrane.cli import _output as out
     from pycrane.cli import _status as status
     from pycrane.sync import SourceSpec, SyncConfig, build_plan
@@ -92,9 +94,10 @@ def _recursive(
         platforms=tuple(opts.platforms),
         referrers=referrers,
     )
+    started = time.monotonic()
     plan = build_plan(client, SyncConfig((spec,)).sources, jobs=jobs)
     with progress_for(opts.quiet, title="copy -r") as sink:
-        report = Engine(client, jobs=jobs, progress=sink).run(plan)
+        report = Engine(client, jobs=jobs, progress=sink).run(plan, started=started)
     for r in report.failed:
         out.note(f"failed: {r.source} -> {r.destination}: {r.reason}")
     out.note(report.summary(), quiet=opts.quiet or not report.failed)

@@ -179,6 +179,7 @@ def sync(
         limits=HostLimits(max_per_host or cfg.max_per_host),
     )
     opts._client = client  # closed with the invocation
+    started = time.monotonic()
     plan = build_plan(client, cfg.sources, jobs=n)
     with _bar(opts.quiet or dry_run) as bar:
         engine = Engine(
@@ -188,7 +189,7 @@ def sync(
             progress=bar,
             on_result=bar.on_result if bar is not None else None,
         )
-        report = engine.run(plan)
+        report = engine.run(plan, started=started)
     if dry_run:
         for r in report.images:
             verb = {"planned": "copy", "skipped": "skip", "failed": "fail"}.get(r.status, r.status)
