@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 import pycrane
+from pycrane.random import image_from_layers
 from pycrane.remote import Client, HostLimits
 from pycrane.remote._limits import parse_rate_header
 from pycrane.sync import ConfigError, SyncConfig, TagFilter, load_config
@@ -476,3 +477,28 @@ def test_platforms_and_incremental_on_indexes(pycrane_registry: Any) -> None:
                 assert sorted(str(p) for p in kept) == platforms
         again = pycrane.sync(source=f"{h}/multi/app", destination=dst, platforms=platforms)
         assert len(again.skipped) == 1 and again.skipped[0].digest == str(got)
+
+
+def test_referrers_follow_and_late_signatures_are_picked_up(pycrane_registry: Any) -> None:
+    from tests.test_remote import _artifact
+
+    h = pycrane_registry.host
+    img = image_from_layers([base_layers()[0]], created_by="signed")
+    sig = _artifact(img.descriptor(), "application/vnd.example.sig", b'{"sig":1}')
+    late = _artifact(img.descriptor(), "application/vnd.example.sbom", b'{"sbom":1}')
+    with Client() as c:
+        c.write_image(f"{h}/signed/app:1", img)
+        c.write_image(f"{h}/signed/app@{sig.digest()}", sig)
+        first = pycrane.sync(source=f"{h}/signed/app", destination=f"{h}/sref", referrers=True)
+        assert len(first.copied) == 1, first.images
+        have = {d.digest for d in c.referrers(f"{h}/sref@{img.digest()}").manifests}
+        assert have == {sig.digest()}
+        # A signature made after the image was mirrored arrives on the next run.
+        c.write_image(f"{h}/signed/app@{late.digest()}", late)
+        again = pycrane.sync(source=f"{h}/signed/app", destination=f"{h}/sref", referrers=True)
+        assert len(again.skipped) == 1
+        have = {d.digest for d in c.referrers(f"{h}/sref@{img.digest()}").manifests}
+        assert have == {sig.digest(), late.digest()}
+        # Without referrers, none are copied.
+        pycrane.sync(source=f"{h}/signed/app", destination=f"{h}/snoref")
+        assert c.referrers(f"{h}/snoref@{img.digest()}").manifests == ()
