@@ -8,7 +8,7 @@ uploads of one blob, by one operation or by several sharing the client, are
 merged by :class:`~pycrane._concurrency.SingleFlight`. An all-or-nothing push sends
 every blob's bytes first and closes the sessions only when all have verified.
 
-About 580 lines because those upload paths are one protocol whose session handling
+About 600 lines because those upload paths are one protocol whose session handling
 (start, send, resume, commit, cancel) they share.
 """
 
@@ -92,6 +92,9 @@ class Pusher:
         #: (registry, digest) -> a repository there known to hold the blob: a mount source
         #: for the next repository of that registry that needs it (copy -a, sync).
         self._located: dict[tuple[str, Digest], Repository] = {}
+        #: registry -> a repository there known to be complete (a sync's up-to-date image):
+        #: a blob no repository is known to hold is first offered as a mount from it.
+        self._hints: dict[str, Repository] = {}
         #: Uploads of one digest to one registry run one at a time (the later ones mount).
         self._by_registry: dict[tuple[str, Digest], _Turn] = {}
 
@@ -179,6 +182,22 @@ class Pusher:
             found = self._located.get((repo.registry.name, digest))
         return found if found is not None and found.path != repo.path else None
 
+    def hint(self, repo: Repository) -> None:
+        """``repo`` holds complete images: try mounting otherwise unknown blobs from it.
+
+        A miss costs nothing where the registry answers a failed mount by opening an
+        upload session (the spec's way, which that upload then uses).
+        """
+        with self._lock:
+            self._hints[repo.registry.name] = repo
+
+    def _mount_source(self, repo: Repository, digest: Digest) -> Repository | None:
+        found = self.located(repo, digest)
+        if found is None:
+            with self._lock:
+                found = self._hints.get(repo.registry.name)
+        return found if found is not None and found.path != repo.path else None
+
     def _note(self, repo: Repository, digest: Digest) -> None:
         with self._lock:
             self._located[(repo.registry.name, digest)] = repo
@@ -256,7 +275,7 @@ class Pusher:
         location: str | None = None
         source = blob.source
         if source is None or source.registry != repo.registry or source.path == repo.path:
-            source = self.located(repo, desc.digest)
+            source = self._mount_source(repo, desc.digest)
         if source is not None:
             location = self._try_mount(repo, source, desc)
             if location == "":

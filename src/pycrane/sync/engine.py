@@ -132,6 +132,8 @@ class Engine:
             want = self.expected(item)
             have = self.client.exists(item.destination, push=not self.dry_run)
             if have is not None and have.digest == want:
+                if not self.dry_run:
+                    self.client.pusher.hint(item.destination.repository)
                 if item.spec.referrers and not self.dry_run:
                     self._referrers(item, want)
                 return ImageResult(src, dst, "skipped", "up to date", str(want))
