@@ -162,6 +162,9 @@ class Pusher:
 
     def _upload_now(self, repo: Repository, b: UploadBlob, progress: ProgressSink) -> None:
         key = (repo.registry.name, b.desc.digest)
+        if self.located(repo, b.desc.digest) is not None:
+            self.upload(repo, b, progress)  # a mount: no need to wait for a turn
+            return
         with self._lock:
             turn = self._by_registry.setdefault(key, _Turn())
             turn.users += 1
@@ -267,20 +270,32 @@ class Pusher:
         ):
             log.debug("%s: non-distributable (%s), skipped", what, desc.media_type)
             return None
-        if self.fetcher.blob_exists(repo, desc.digest, push=True):
+        source = blob.source
+        elsewhere = source is None or source.registry != repo.registry or source.path == repo.path
+        # Known to be in another repository here: mount at once (201 also when it is
+        # already in this one), one request instead of a HEAD and a mount.
+        known = self.located(repo, desc.digest) if elsewhere else None
+        headed = known is None
+        if headed and self.fetcher.blob_exists(repo, desc.digest, push=True):
             self._note(repo, desc.digest)
             progress.finish(desc.digest, skipped=True)
             return None
         push = [repo.scope("pull,push")]
         location: str | None = None
-        source = blob.source
-        if source is None or source.registry != repo.registry or source.path == repo.path:
-            source = self._mount_source(repo, desc.digest)
+        if elsewhere:
+            source = known or self._mount_source(repo, desc.digest)
         if source is not None:
             location = self._try_mount(repo, source, desc)
             if location == "":
                 self._note(repo, desc.digest)
                 progress.finish(desc.digest, skipped=True)
+                return None
+            if (
+                location is None
+                and not headed
+                and self.fetcher.blob_exists(repo, desc.digest, push=True)
+            ):
+                progress.finish(desc.digest, skipped=True)  # the mount failed; it is here anyway
                 return None
         retries = Retrier(self.api.retry, what)
         while True:
