@@ -187,6 +187,7 @@ def _writes(proxy: FaultProxy) -> list[str]:
     return [f"{e.method} {e.path}" for e in proxy.log if e.method not in ("GET", "HEAD")]
 
 
+@pytest.mark.distribution
 def test_sync_mirrors_incrementally(source: Any, distribution_factory: Any) -> None:
     dst = distribution_factory()
     proxy = _proxy(dst.host)
@@ -220,6 +221,7 @@ def test_sync_mirrors_incrementally(source: Any, distribution_factory: Any) -> N
         proxy.stop()
 
 
+@pytest.mark.distribution
 def test_filters_select_exactly(source: Any, pycrane_registry: Any, tmp_path: Path) -> None:
     cfg = tmp_path / "filters.yaml"
     h = source.host
@@ -264,6 +266,7 @@ def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.distribution
 def test_cli_dry_run_report_and_failures(
     source: Any, distribution_factory: Any, tmp_path: Path
 ) -> None:
@@ -303,6 +306,7 @@ def test_cli_dry_run_report_and_failures(
         assert sorted(c.list_tags(f"{dst.host}/one")) == sorted(set(TAGS) - {"1.1.0"})
 
 
+@pytest.mark.distribution
 def test_copy_recursive(source: Any, pycrane_registry: Any) -> None:
     run = _cli("copy", "-r", f"{source.host}/src/r02", f"{pycrane_registry.host}/cpr")
     assert run.returncode == 0, run.stderr
@@ -317,6 +321,8 @@ def test_copy_recursive(source: Any, pycrane_registry: Any) -> None:
         assert sorted(c.list_tags(f"{pycrane_registry.host}/cpr/r020")) == sorted(TAGS)
 
 
+@pytest.mark.distribution
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
 def test_kill_then_resume(source: Any, distribution_factory: Any, tmp_path: Path) -> None:
     dst = distribution_factory()
     cfg = tmp_path / "kill.json"
@@ -391,6 +397,7 @@ def test_kill_then_resume(source: Any, distribution_factory: Any, tmp_path: Path
             assert str(c.head(f"{dst.host}/{key.replace('src/', 'k/')}").digest) == digest
 
 
+@pytest.mark.distribution
 def test_rate_limits_and_drops(source: Any, distribution_factory: Any) -> None:
     dst = distribution_factory()
     src_proxy = _proxy(source.host)
@@ -435,6 +442,7 @@ def test_rate_limits_and_drops(source: Any, distribution_factory: Any) -> None:
                 assert str(got) == digests[f"src/r{i:03d}:{t}"]
 
 
+@pytest.mark.distribution
 def test_requests_per_host_are_capped(source: Any, pycrane_registry: Any) -> None:
     proxy = _proxy(pycrane_registry.host)
     try:

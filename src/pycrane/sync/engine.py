@@ -152,7 +152,7 @@ class Engine:
             return ImageResult(src, dst, "copied", reason, str(digest))
         except PycraneError as e:
             return ImageResult(src, dst, "failed", str(e))
-        except (OSError, ValueError) as e:
+        except Exception as e:  # anything else is still this image's failure alone
             return ImageResult(src, dst, "failed", f"{type(e).__name__}: {e}")
 
     def _referrers(self, item: PlanItem, digest: Digest) -> None:
