@@ -308,17 +308,18 @@ def test_cli_dry_run_report_and_failures(
 
 @pytest.mark.distribution
 def test_copy_recursive(source: Any, pycrane_registry: Any) -> None:
+    # A namespace is a path prefix: "src/r02" holds nothing ("src/r020" is not under it).
     run = _cli("copy", "-r", f"{source.host}/src/r02", f"{pycrane_registry.host}/cpr")
     assert run.returncode == 0, run.stderr
     with Client() as c:
-        repos = sorted(r for r in c.catalog(pycrane_registry.host) if r.startswith("cpr/"))
-        assert repos == [f"cpr/r02{i}" for i in range(10)] or repos == []
-    # "src/r02" is a namespace only by prefix of names: nothing is under "src/r02/".
+        assert [r for r in c.catalog(pycrane_registry.host) if r.startswith("cpr/")] == []
     run = _cli("copy", "-r", f"{source.host}/src", f"{pycrane_registry.host}/cpr")
     assert run.returncode == 0, run.stderr
     with Client() as c:
-        assert len(c.catalog(pycrane_registry.host)) >= REPOS
-        assert sorted(c.list_tags(f"{pycrane_registry.host}/cpr/r020")) == sorted(TAGS)
+        repos = sorted(r for r in c.catalog(pycrane_registry.host) if r.startswith("cpr/"))
+        assert repos == [f"cpr/r{i:03d}" for i in range(REPOS)]
+        for i in (0, 20, REPOS - 1):
+            assert sorted(c.list_tags(f"{pycrane_registry.host}/cpr/r{i:03d}")) == sorted(TAGS)
 
 
 @pytest.mark.distribution
