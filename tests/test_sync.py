@@ -87,6 +87,7 @@ def test_schema_errors_say_where() -> None:
         ({"sync": [{"source": "a", "destination": "b", "tags": {"latest": 0}}]}, "at least 1"),
         ({"sync": [{"source": "a", "destination": "b", "platforms": "some"}]}, "platforms"),
         ({"jobs": "4", "sync": [{"source": "a", "destination": "b"}]}, "jobs: must be integer"),
+        ({"hosts": {"a.io": 0}, "sync": [{"source": "a", "destination": "b"}]}, "hosts.a.io"),
     ]
     for doc, message in bad:
         with pytest.raises(SchemaError, match=message.replace("[", r"\[").replace("]", r"\]")):
@@ -96,7 +97,7 @@ def test_schema_errors_say_where() -> None:
 def test_config_yaml_and_json(tmp_path: Path) -> None:
     yml = tmp_path / "mirror.yaml"
     yml.write_text(
-        "jobs: 3\n"
+        "jobs: 3\nmax_per_host: 6\nhosts: {registry-1.docker.io: 2}\n"
         "defaults:\n  platforms: [linux/amd64]\n  referrers: true\n"
         "sync:\n"
         "  - source: a.io/lib/alpine\n    destination: b.io/mirror/alpine\n"
@@ -106,12 +107,15 @@ def test_config_yaml_and_json(tmp_path: Path) -> None:
     )
     cfg = load_config(yml)
     assert cfg.jobs == 3
+    limits = cfg.limits()
+    assert (limits.concurrency, limits.per_host) == (6, {"registry-1.docker.io": 2})
     first, second = cfg.sources
     assert first.tags == TagFilter(semver=">=3.18", latest=3)
     assert [str(p) for p in first.platforms] == ["linux/amd64"] and first.referrers
     assert second.recursive and second.platforms == ()
     js = tmp_path / "mirror.json"
-    js.write_text(json.dumps({"sync": [s.as_dict() for s in cfg.sources], "jobs": 3}))
+    doc = {"sync": [s.as_dict() for s in cfg.sources], "jobs": 3, "max_per_host": 6}
+    js.write_text(json.dumps({**doc, "hosts": {"registry-1.docker.io": 2}}))
     assert load_config(js) == cfg
     (tmp_path / "bad.yaml").write_text("sync: [\n")
     with pytest.raises(ConfigError, match=r"bad.yaml: not valid YAML"):

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pycrane.progress import ProgressSink
-from pycrane.remote import Client, HostLimits
+from pycrane.remote import Client
 from pycrane.sync.config import ConfigError, SourceSpec, SyncConfig, load_config, parse_platforms
 from pycrane.sync.engine import Engine, ResultHook
 from pycrane.sync.filters import SemverRange, TagFilter, Version
@@ -114,10 +114,9 @@ def sync(
     """
     cfg = _config(config, source, destination, recursive, tags, platforms, referrers)
     n = jobs or cfg.jobs
-    per_host = max_per_host or cfg.max_per_host
     own = client is None
     if client is None:
-        client = Client(jobs=n, limits=HostLimits(per_host), **client_options)
+        client = Client(jobs=n, limits=cfg.limits(max_per_host), **client_options)
     elif client_options:
         raise TypeError("pass either client= or client options, not both")
     try:

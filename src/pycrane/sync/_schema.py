@@ -1,7 +1,7 @@
 """A small JSON Schema validator: the subset ``schema.json`` uses, with one-line errors.
 
 Keywords: ``type`` (one or a list), ``properties``, ``required``,
-``additionalProperties`` (a boolean), ``items``, ``enum``, ``minimum``,
+``additionalProperties`` (a boolean or a schema), ``items``, ``enum``, ``minimum``,
 ``minItems``, ``minLength``, ``pattern`` (strings only) and local ``$ref``
 (``#/$defs/...``). The schema file stays a standard one, so editors and other
 tools can check a configuration with it; pycrane needs no jsonschema package.
@@ -98,8 +98,11 @@ def _check(root: dict[str, Any], node: dict[str, Any], value: Any, path: str) ->
                 raise SchemaError(f"{_where(path)}: {key!r} is required")
         for key, item in value.items():
             sub = f"{path}.{key}" if path else str(key)
+            extra = node.get("additionalProperties", True)
             if key in props:
                 _check(root, props[key], item, sub)
-            elif node.get("additionalProperties", True) is False:
+            elif extra is False:
                 known = ", ".join(sorted(props))
                 raise SchemaError(f"{_where(path)}: unknown key {key!r} (known: {known})")
+            elif isinstance(extra, dict):
+                _check(root, extra, item, sub)

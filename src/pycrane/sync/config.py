@@ -3,6 +3,7 @@
 ```yaml
 jobs: 8                      # images copied at once
 max_per_host: 8              # requests in flight per registry host
+hosts: {registry-1.docker.io: 2}   # ... or for given hosts
 defaults:
   platforms: all             # or a list: [linux/amd64, linux/arm64]
   referrers: true            # signatures, SBOMs
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pycrane.remote._limits import HostLimits
 from pycrane.sync._schema import SchemaError, validate
 from pycrane.sync.filters import TagFilter
 from pycrane.v1.platform import Platform
@@ -73,11 +75,20 @@ class SourceSpec:
 
 @dataclass(frozen=True)
 class SyncConfig:
-    """A whole sync: its sources, how many images at once, requests per host."""
+    """A whole sync: its sources, how many images at once, requests per host.
+
+    ``hosts`` caps requests in flight for given hosts (``host[:port]`` as in URLs,
+    ``registry-1.docker.io`` for Docker Hub), over ``max_per_host`` for the rest.
+    """
 
     sources: tuple[SourceSpec, ...]
     jobs: int = 4
     max_per_host: int | None = None
+    hosts: Mapping[str, int] = field(default_factory=dict)
+
+    def limits(self, max_per_host: int | None = None) -> HostLimits:
+        """The per-host limits this configuration asks for (``max_per_host`` overrides)."""
+        return HostLimits(max_per_host or self.max_per_host, per_host=dict(self.hosts))
 
     @classmethod
     def from_dict(cls, doc: Any, *, where: str = "config") -> SyncConfig:
@@ -98,6 +109,7 @@ class SyncConfig:
             tuple(sources),
             jobs=int(doc.get("jobs", 4)),
             max_per_host=doc.get("max_per_host"),
+            hosts=dict(doc.get("hosts") or {}),
         )
 
 

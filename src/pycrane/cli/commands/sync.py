@@ -134,7 +134,7 @@ def sync(
     repository, or with -r a prefix). A second run over an unchanged source sends
     only HEAD requests; an interrupted run resumes where it stopped.
     """
-    from pycrane.remote import Client, HostLimits
+    from pycrane.remote import Client
     from pycrane.sync import ConfigError, SourceSpec, SyncConfig, TagFilter, build_plan, load_config
     from pycrane.sync.engine import Engine
 
@@ -176,7 +176,7 @@ def sync(
         jobs=n,
         timeout=opts.timeout,
         allow_nondistributable=opts.allow_nondistributable,
-        limits=HostLimits(max_per_host or cfg.max_per_host),
+        limits=cfg.limits(max_per_host),
     )
     opts._client = client  # closed with the invocation
     started = time.monotonic()
