@@ -515,3 +515,30 @@ def test_referrers_follow_and_late_signatures_are_picked_up(pycrane_registry: An
         # Without referrers, none are copied.
         pycrane.sync(source=f"{h}/signed/app", destination=f"{h}/snoref")
         assert c.referrers(f"{h}/snoref@{img.digest()}").manifests == ()
+
+
+@pytest.mark.distribution
+def test_mounts_work_with_bearer_tokens(source: Any, distribution_token: Any) -> None:
+    from pycrane.remote import StaticKeychain
+    from pycrane.remote.keychain import Credential
+
+    dst = distribution_token
+    proxy = _proxy(dst.host)
+    keychain = StaticKeychain({proxy.host: Credential(dst.username, dst.password)})
+    try:
+        with Client(keychain=keychain, jobs=4) as c:
+            report = pycrane.sync(
+                source=f"{source.host}/src",
+                destination=f"{proxy.host}/tok",
+                recursive=True,
+                tags=TagFilter(exact=("1.0.0",)),
+                client=c,
+            )
+    finally:
+        proxy.stop()
+    assert report.ok, report.failed[:3]
+    assert len(report.copied) == REPOS
+    # Each base layer sent once, then mounted (a token with pull on the other repository).
+    assert report.blobs_sent == 2 + 2 * REPOS
+    mounts = [e for e in proxy.log if e.method == "POST" and "mount=" in e.path]
+    assert len([e for e in mounts if e.status == 201]) == REPOS - 2
