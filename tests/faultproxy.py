@@ -12,23 +12,33 @@ proxy.add(Fault("status", status=429, retry_after="1"))
 proxy.add(Fault("corrupt", match=r"/blobs/"))                   # flip one byte
 proxy.add(Fault("truncate", match=r"/blobs/", after=10))        # short body, honest length
 proxy.add(Fault("ignore_range"))                                # answer 200 to Range requests
+proxy.rate_limit = RateLimit(limit=50, window=2.0, match=r"/manifests/")  # Docker Hub's budget
 ```
 
-Every request is recorded in ``proxy.log`` (method, path, Range header, status).
+With ``rate_limit`` set, matching requests spend a budget announced in
+``RateLimit-Limit``/``RateLimit-Remaining`` (``50;w=2``) on every answer; once it is
+spent they get 429 with ``Retry-After`` (the seconds left in the window) until the
+window turns over.
+
+Every request is recorded in ``proxy.log`` (method, path, Range header, status);
+``proxy.max_waiting`` is the most requests that were ever waiting at once for the
+status line of their answer (what a client's per-host concurrency limit bounds).
 """
 
 from __future__ import annotations
 
 import contextlib
 import http.client
+import math
 import random
 import re
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-__all__ = ["Fault", "FaultProxy", "Logged"]
+__all__ = ["Fault", "FaultProxy", "Logged", "RateLimit"]
 
 _HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "upgrade"}
@@ -85,6 +95,47 @@ class Fault:
 
 
 @dataclass
+class RateLimit:
+    """A fixed-window request budget, as Docker Hub announces and enforces it."""
+
+    limit: int
+    window: float
+    match: str = ""
+    method: str | None = None
+    #: Part of the first window's budget already spent when the proxy starts.
+    spent: int = 0
+    #: How many requests got 429 because the budget was spent.
+    refused: int = 0
+    _used: int = 0
+    _start: float = 0.0
+
+    def take(self, method: str, path: str) -> tuple[bool, int, float] | None:
+        """None if not counted; else (allowed, remaining after, seconds left in window)."""
+        if self.method and self.method != method:
+            return None
+        if re.search(self.match, path) is None:
+            return None
+        now = time.monotonic()
+        if self._start == 0.0:
+            self._start, self._used = now, self.spent
+        elif now - self._start >= self.window:
+            self._start, self._used = now, 0
+        left = self.window - (now - self._start)
+        if self._used >= self.limit:
+            self.refused += 1
+            return False, 0, left
+        self._used += 1
+        return True, self.limit - self._used, left
+
+    def headers(self, remaining: int) -> list[tuple[str, str]]:
+        w = f"{self.window:g}"
+        return [
+            ("RateLimit-Limit", f"{self.limit};w={w}"),
+            ("RateLimit-Remaining", f"{remaining};w={w}"),
+        ]
+
+
+@dataclass
 class Logged:
     method: str
     path: str
@@ -106,6 +157,8 @@ class FaultProxy:
     seed: int = 0
     #: Port to listen on (0: any free port).
     listen_port: int = 0
+    #: A request budget (429 + Retry-After once spent; RateLimit headers on every answer).
+    rate_limit: RateLimit | None = None
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -113,6 +166,19 @@ class FaultProxy:
         self._httpd: ThreadingHTTPServer | None = None
         self._storage: ThreadingHTTPServer | None = None
         self._stored: dict[str, tuple[bytes, list[tuple[str, str]]]] = {}
+        self._last_port = 0
+        self._waiting = 0
+        #: The most requests that were waiting for their answer's status line at once.
+        self.max_waiting = 0
+
+    def _arrived(self) -> None:
+        with self._lock:
+            self._waiting += 1
+            self.max_waiting = max(self.max_waiting, self._waiting)
+
+    def _answered(self) -> None:
+        with self._lock:
+            self._waiting -= 1
 
     def add(self, fault: Fault) -> Fault:
         with self._lock:
@@ -154,7 +220,10 @@ class FaultProxy:
 
     @property
     def port(self) -> int:
-        assert self._httpd is not None
+        """The port it listens (or, once stopped, listened) on."""
+        if self._httpd is None:
+            assert self._last_port, "the proxy was never started"
+            return self._last_port
         return int(self._httpd.server_address[1])
 
     @property
@@ -170,8 +239,22 @@ class FaultProxy:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
+            answered = False
+
             def _any(self) -> None:
-                proxy._handle(self)
+                self.answered = False
+                proxy._arrived()
+                try:
+                    proxy._handle(self)
+                finally:
+                    if not self.answered:
+                        proxy._answered()
+
+            def send_response_only(self, code: int, message: str | None = None) -> None:
+                if not self.answered:
+                    self.answered = True
+                    proxy._answered()
+                super().send_response_only(code, message)
 
             do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _any
 
@@ -183,6 +266,8 @@ class FaultProxy:
         return self
 
     def stop(self) -> None:
+        if self._httpd is not None:
+            self._last_port = int(self._httpd.server_address[1])
         for srv in (self._httpd, self._storage):
             if srv is not None:
                 srv.shutdown()
@@ -290,6 +375,26 @@ class FaultProxy:
             with contextlib.suppress(OSError):
                 h.connection.shutdown(socket.SHUT_RDWR)
             return
+        budget: list[tuple[str, str]] = []
+        if self.rate_limit is not None:
+            with self._lock:
+                taken = self.rate_limit.take(method, path)
+            if taken is not None:
+                allowed, remaining, left = taken
+                budget = self.rate_limit.headers(remaining)
+                if not allowed:
+                    entry.status, entry.fault = 429, "rate_limit"
+                    payload = b'{"errors":[{"code":"TOOMANYREQUESTS","message":"rate limit"}]}'
+                    h.send_response(429)
+                    for k, v in budget:
+                        h.send_header(k, v)
+                    h.send_header("Retry-After", str(max(1, math.ceil(left))))
+                    h.send_header("Content-Type", "application/json")
+                    h.send_header("Content-Length", str(len(payload)))
+                    h.end_headers()
+                    if method != "HEAD":
+                        h.wfile.write(payload)
+                    return
         fault = self._take(method, path, ("status",))
         if fault is not None:
             entry.status, entry.fault = fault.status, "status"
@@ -338,6 +443,8 @@ class FaultProxy:
                 h.send_response_only(307, "Temporary Redirect")
             else:
                 h.send_response_only(resp.status, resp.reason)
+            for k, v in budget:
+                h.send_header(k, v)
             extra = self._take(method, path, ("add_header",))
             if extra is not None and extra.header is not None:
                 h.send_header(*extra.header)

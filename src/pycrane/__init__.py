@@ -68,6 +68,7 @@ if TYPE_CHECKING:
     from pycrane.random import random_image, random_index, random_layer
     from pycrane.registry import RegistryServer
     from pycrane.remote import Client, Keychain
+    from pycrane.sync import sync as sync
     from pycrane.v1 import (
         ConfigFile,
         Descriptor,
@@ -140,6 +141,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "random_index": ("pycrane.random", "random_index"),
     "random_layer": ("pycrane.random", "random_layer"),
     "remote": ("pycrane.remote", None),
+    "sync": ("pycrane.sync", None),
     "tarball": ("pycrane.tarball", None),
     "validate": ("pycrane.validate", None),
     "validate_image": ("pycrane.validate", "validate_image"),
@@ -227,6 +229,7 @@ __all__ = [
     "random_index",
     "random_layer",
     "remote",
+    "sync",
     "tarball",
     "v1",
     "validate",

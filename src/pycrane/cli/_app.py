@@ -42,6 +42,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "push": ("push", "push", "Push an OCI layout or a tarball to a registry."),
     "rebase": ("rebase", "rebase", "Move an image onto a new base image."),
     "registry": ("registry", "registry", "Run pycrane's own registry server."),
+    "sync": ("sync", "sync", "Mirror repositories into a registry, copying only what changed."),
     "tag": ("tag", "tag", "Tag a remote image without downloading it."),
     "validate": (
         "validate",

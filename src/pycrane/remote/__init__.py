@@ -25,6 +25,7 @@ from pycrane.name import Reference, Registry, Repository
 from pycrane.progress import ProgressSink
 from pycrane.remote._client import Client, Token
 from pycrane.remote._image import RemoteDescriptor, RemoteImage, RemoteIndex, RemoteLayer
+from pycrane.remote._limits import HostLimits, RateBudget
 from pycrane.remote._retry import RetryPolicy
 from pycrane.remote.keychain import ANONYMOUS, Credential, Keychain, StaticKeychain
 from pycrane.v1.descriptor import Descriptor
@@ -37,7 +38,9 @@ __all__ = [
     "ANONYMOUS",
     "Client",
     "Credential",
+    "HostLimits",
     "Keychain",
+    "RateBudget",
     "RegistryNotFound",
     "RemoteDescriptor",
     "RemoteImage",

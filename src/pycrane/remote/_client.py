@@ -28,6 +28,7 @@ from pycrane.remote._auth import RegistrySession
 from pycrane.remote._copy import Copier
 from pycrane.remote._fetcher import RemoteFetcher
 from pycrane.remote._image import RemoteDescriptor, RemoteImage, RemoteIndex
+from pycrane.remote._limits import HostLimits
 from pycrane.remote._list import Lister, Paginator
 from pycrane.remote._pusher import MONOLITHIC_LIMIT, Pusher
 from pycrane.remote._referrers import Referrers
@@ -88,7 +89,9 @@ class Client:
     for every registry instead of the keychain. ``timeout`` (seconds) bounds both
     how long connecting may take and how long a registry may stay silent mid-answer
     (defaults: 15 s and 30 s); ``retry`` says how often and for how long (60 s by
-    default) a failing request is tried again.
+    default) a failing request is tried again. ``limits`` (a
+    :class:`~pycrane.remote.HostLimits`, shareable between clients) caps requests
+    in flight per registry host and paces them by the host's rate-limit budget.
     """
 
     def __init__(
@@ -109,6 +112,7 @@ class Client:
         allow_nondistributable: bool = False,
         referrers_fallback: bool = True,
         prefetch: bool = False,
+        limits: HostLimits | None = None,
     ) -> None:
         if timeout is not None:
             connect_timeout = read_timeout = timeout
@@ -120,6 +124,7 @@ class Client:
             retry=retry,
             user_agent=user_agent,
             pool_maxsize=max(16, jobs * 2),
+            limits=limits,
         )
         self.keychain = keychain if keychain is not None else Keychain()
         self.insecure = insecure
@@ -143,6 +148,10 @@ class Client:
         self._copier = Copier(self.fetcher, self.writer, self._referrers, self.lister)
 
     # -- settings that live in the parts -------------------------------------------------
+
+    @property
+    def limits(self) -> HostLimits | None:
+        return self.transport.limits
 
     @property
     def auth(self) -> Credential | None:

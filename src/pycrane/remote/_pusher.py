@@ -8,7 +8,7 @@ uploads of one blob, by one operation or by several sharing the client, are
 merged by :class:`~pycrane._concurrency.SingleFlight`. An all-or-nothing push sends
 every blob's bytes first and closes the sessions only when all have verified.
 
-About 530 lines because those upload paths are one protocol whose session handling
+About 600 lines because those upload paths are one protocol whose session handling
 (start, send, resume, commit, cancel) they share.
 """
 
@@ -19,7 +19,7 @@ import logging
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO, cast
 
 from pycrane._concurrency import SingleFlight, bounded_map
@@ -59,6 +59,14 @@ class UploadBlob:
     source: Repository | None = None
 
 
+@dataclass
+class _Turn:
+    """Whose turn it is to upload one digest to one registry."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    users: int = 0
+
+
 class Pusher:
     """Blob uploads for one client (thread-safe)."""
 
@@ -81,6 +89,14 @@ class Pusher:
         self._lock = threading.Lock()
         #: Registries that forced chunked uploads, and the chunk size they need.
         self._chunked: dict[str, int] = {}
+        #: (registry, digest) -> a repository there known to hold the blob: a mount source
+        #: for the next repository of that registry that needs it (copy -a, sync).
+        self._located: dict[tuple[str, Digest], Repository] = {}
+        #: registry -> a repository there known to be complete (a sync's up-to-date image):
+        #: a blob no repository is known to hold is first offered as a mount from it.
+        self._hints: dict[str, Repository] = {}
+        #: Uploads of one digest to one registry run one at a time (the later ones mount).
+        self._by_registry: dict[tuple[str, Digest], _Turn] = {}
 
     # -- blobs -----------------------------------------------------------------------
 
@@ -145,7 +161,49 @@ class Pusher:
         bounded_map(one, unique.values(), jobs)
 
     def _upload_now(self, repo: Repository, b: UploadBlob, progress: ProgressSink) -> None:
-        self.upload(repo, b, progress)
+        key = (repo.registry.name, b.desc.digest)
+        if self.located(repo, b.desc.digest) is not None:
+            self.upload(repo, b, progress)  # a mount: no need to wait for a turn
+            return
+        with self._lock:
+            turn = self._by_registry.setdefault(key, _Turn())
+            turn.users += 1
+        try:
+            # Another repository of this registry receiving the same blob right now is
+            # waited for: then this one mounts it from there instead of sending it again.
+            with turn.lock:
+                self.upload(repo, b, progress)
+        finally:
+            with self._lock:
+                turn.users -= 1
+                if turn.users == 0:
+                    self._by_registry.pop(key, None)
+
+    def located(self, repo: Repository, digest: Digest) -> Repository | None:
+        """Another repository of ``repo``'s registry known (to this client) to hold ``digest``."""
+        with self._lock:
+            found = self._located.get((repo.registry.name, digest))
+        return found if found is not None and found.path != repo.path else None
+
+    def hint(self, repo: Repository) -> None:
+        """``repo`` holds complete images: try mounting otherwise unknown blobs from it.
+
+        A miss costs nothing where the registry answers a failed mount by opening an
+        upload session (the spec's way, which that upload then uses).
+        """
+        with self._lock:
+            self._hints[repo.registry.name] = repo
+
+    def _mount_source(self, repo: Repository, digest: Digest) -> Repository | None:
+        found = self.located(repo, digest)
+        if found is None:
+            with self._lock:
+                found = self._hints.get(repo.registry.name)
+        return found if found is not None and found.path != repo.path else None
+
+    def _note(self, repo: Repository, digest: Digest) -> None:
+        with self._lock:
+            self._located[(repo.registry.name, digest)] = repo
 
     def _upload_staged(
         self, repo: Repository, blobs: list[UploadBlob], jobs: int, progress: ProgressSink
@@ -212,19 +270,32 @@ class Pusher:
         ):
             log.debug("%s: non-distributable (%s), skipped", what, desc.media_type)
             return None
-        if self.fetcher.blob_exists(repo, desc.digest, push=True):
+        source = blob.source
+        elsewhere = source is None or source.registry != repo.registry or source.path == repo.path
+        # Known to be in another repository here: mount at once (201 also when it is
+        # already in this one), one request instead of a HEAD and a mount.
+        known = self.located(repo, desc.digest) if elsewhere else None
+        headed = known is None
+        if headed and self.fetcher.blob_exists(repo, desc.digest, push=True):
+            self._note(repo, desc.digest)
             progress.finish(desc.digest, skipped=True)
             return None
         push = [repo.scope("pull,push")]
         location: str | None = None
-        if (
-            blob.source is not None
-            and blob.source.registry == repo.registry
-            and blob.source.path != repo.path
-        ):
-            location = self._try_mount(repo, blob.source, desc)
+        if elsewhere:
+            source = known or self._mount_source(repo, desc.digest)
+        if source is not None:
+            location = self._try_mount(repo, source, desc)
             if location == "":
+                self._note(repo, desc.digest)
                 progress.finish(desc.digest, skipped=True)
+                return None
+            if (
+                location is None
+                and not headed
+                and self.fetcher.blob_exists(repo, desc.digest, push=True)
+            ):
+                progress.finish(desc.digest, skipped=True)  # the mount failed; it is here anyway
                 return None
         retries = Retrier(self.api.retry, what)
         while True:
@@ -232,6 +303,8 @@ class Pusher:
                 if location is None:
                     location = self._start_upload(repo, push, what)
                 staged = self._send(repo, push, what, location, blob, progress, commit=commit)
+                if commit:
+                    self._note(repo, desc.digest)
                 progress.finish(desc.digest)
                 return staged
             except (TransportError, RegistryError) as e:

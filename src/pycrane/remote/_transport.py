@@ -23,6 +23,7 @@ import urllib3
 from urllib3.exceptions import HTTPError as _Urllib3Error
 
 from pycrane.errors import TransportError
+from pycrane.remote._limits import HostLimits
 from pycrane.remote._retry import Retrier, RetryPolicy
 
 __all__ = ["Body", "Response", "Transport", "redact_url"]
@@ -219,9 +220,12 @@ class Transport:
         user_agent: str | None = None,
         pool_maxsize: int = 16,
         proxies: Mapping[str, str] | None = None,
+        limits: HostLimits | None = None,
     ) -> None:
         from pycrane import __version__
 
+        #: Per-host concurrency and rate-limit pacing (None: neither).
+        self.limits = limits
         self.retry = retry or RetryPolicy()
         self.user_agent = user_agent or f"pycrane/{__version__}"
         self.timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
@@ -309,20 +313,22 @@ class Transport:
                 payload = body
             else:
                 payload = _chunked_iter(body)
+            host = urllib.parse.urlsplit(url).netloc
             try:
-                raw = self._manager(url).urlopen(
-                    method,
-                    url,
-                    body=payload,
-                    headers=hdrs,
-                    redirect=False,
-                    retries=False,
-                    preload_content=False,
-                    decode_content=False,
-                    timeout=self.timeout,
-                    assert_same_host=False,
-                    chunked=False,
-                )
+                with self._slot(host):
+                    raw = self._manager(url).urlopen(
+                        method,
+                        url,
+                        body=payload,
+                        headers=hdrs,
+                        redirect=False,
+                        retries=False,
+                        preload_content=False,
+                        decode_content=False,
+                        timeout=self.timeout,
+                        assert_same_host=False,
+                        chunked=False,
+                    )
             except _Urllib3Error as e:
                 err = self._translate(e, method, url)
                 if retry and replayable and err.temporary and retries.again(_reason(e)):
@@ -337,6 +343,8 @@ class Transport:
                 raise err from None
             resp = Response(raw, url, method)
             log.debug("%s %s -> %d", method, redact_url(url), raw.status)
+            if self.limits is not None:
+                self.limits.observe(host, raw.headers)
             retry_after = resp.header("Retry-After")
             if (
                 retry
@@ -381,6 +389,9 @@ class Transport:
                 # Load a bounded body now, so errors surface here and the connection is freed.
                 resp.body, _ = resp.read_capped(SMALL_BODY_LIMIT)
             return resp
+
+    def _slot(self, host: str) -> contextlib.AbstractContextManager[None]:
+        return self.limits.slot(host) if self.limits is not None else contextlib.nullcontext()
 
     def _translate(self, e: _Urllib3Error, method: str, url: str) -> TransportError:
         """The one place a urllib3 failure becomes pycrane's: kind, retryability and host."""
