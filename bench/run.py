@@ -77,6 +77,7 @@ class Sizes:
     tag_base: int
     tag_own: int
     sweep: list[int]
+    one: int  # the one-layer image (issue 13: "one 1 GiB layer")
 
 
 FULL = Sizes(
@@ -87,6 +88,7 @@ FULL = Sizes(
     tag_base=4 * MiB,
     tag_own=256 * 1024,
     sweep=[256 * MiB, 1 * GiB, 4 * GiB],
+    one=1 * GiB,
 )
 QUICK = Sizes(
     big=[16 * MiB] * 4,
@@ -96,6 +98,7 @@ QUICK = Sizes(
     tag_base=1 * MiB,
     tag_own=64 * 1024,
     sweep=[16 * MiB, 64 * MiB],
+    one=64 * MiB,
 )
 
 
@@ -156,6 +159,14 @@ def pycrane(*args: str) -> list[str]:
 
 def skopeo(*args: str) -> list[str]:
     return ["skopeo", *args]
+
+
+def crane(*args: str) -> list[str]:
+    """google/go-containerregistry's crane, the reference client (when on PATH)."""
+    return ["crane", "--insecure", *args]
+
+
+CRANE_MISSING = "" if shutil.which("crane") else "crane not on PATH"
 
 
 def clear_skopeo_cache() -> None:
@@ -247,6 +258,61 @@ printf '%s\n' "$@" | xargs -P "$jobs" -n 1 bash -c "$fetch"
 """
 
 
+HTTP_CLIENT_FLOOR = r"""
+# Parallel blob GETs with the standard library only (http.client, readinto, fsync):
+# what a Python client pays before any hashing or layout work.
+import http.client, os, sys, threading
+host, prefix, out, jobs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+todo = list(sys.argv[5:])
+lock = threading.Lock()
+errors = []
+
+def worker():
+    conn = http.client.HTTPConnection(host, timeout=60)
+    buf = bytearray(1 << 20)
+    view = memoryview(buf)
+    while True:
+        with lock:
+            if not todo:
+                return
+            hexd = todo.pop()
+        conn.request("GET", prefix + hexd)
+        r = conn.getresponse()
+        if r.status != 200:
+            errors.append(f"{hexd[:12]}: HTTP {r.status}")
+            r.read()
+            continue
+        fd = os.open(os.path.join(out, hexd), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            while n := r.readinto(buf):
+                os.write(fd, view[:n])
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+threads = [threading.Thread(target=worker) for _ in range(min(jobs, len(todo)))]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+if errors:
+    sys.exit("http.client floor: " + "; ".join(errors))
+"""
+
+
+PUSH_ONE_SCRIPT = r"""#!/bin/bash
+# Upload one blob file with curl: start an upload, then one monolithic PUT of the file.
+set -euo pipefail
+dst="$1"; file="$2"; hex=$(basename "$file")
+loc=$(curl -sSf -X POST -D - -o /dev/null "$dst/blobs/uploads/" | tr -d '\r' |
+  awk 'tolower($1) == "location:" {print $2}')
+case "$loc" in http*) ;; *) loc="${dst%%/v2/*}$loc" ;; esac
+case "$loc" in *\?*) sep='&' ;; *) sep='?' ;; esac
+curl -sSf -o /dev/null -X PUT -H 'Content-Type: application/octet-stream' -T "$file" \
+  "$loc${sep}digest=sha256:$hex"
+"""
+
+
 COPY_ONE_SCRIPT = r"""#!/bin/bash
 # Copy one blob between registries with curl: start an upload, then GET piped into PUT.
 set -euo pipefail
@@ -286,6 +352,50 @@ def copy_floor_cmd(
             env={"SRC": f"{src.url}/v2/{repo}", "DST": f"{dst.url}/v2/{dst_repo}"},
             check=lambda: check_blobs(dst.host, dst_repo, blobs),
             servers=list({id(s): s for s in (src, dst)}.values()),
+        )
+
+    return make
+
+
+def push_floor_cmd(
+    work: Path, dst: _Server, layout: Path, blobs: list[im.Blob], jobs: int, stem: str
+) -> Callable[[Path], Cmd]:
+    """The floor of a push: per blob, ``curl -T FILE`` (POST + one PUT, no hashing)."""
+    script = work / "push_one.sh"
+    if not script.exists():
+        script.write_text(PUSH_ONE_SCRIPT)
+    files = sorted({str(layout / "blobs" / "sha256" / b.digest.split(":", 1)[1]) for b in blobs})
+    counter = itertools.count()
+
+    def make(d: Path) -> Cmd:
+        repo = f"{stem}-{next(counter)}"
+        shell = 'printf "%s\\n" "${@:3}" | xargs -P "$1" -n 1 bash "$2" "$DST"'
+        return Cmd(
+            ["bash", "-c", shell, "push-floor", str(jobs), str(script), *files],
+            env={"DST": f"{dst.url}/v2/{repo}"},
+            check=lambda: check_blobs(dst.host, repo, blobs),
+            servers=[dst],
+        )
+
+    return make
+
+
+def http_client_floor_cmd(
+    work: Path, host: str, repo: str, blobs: list[im.Blob], jobs: int, servers: list[_Server]
+) -> Callable[[Path], Cmd]:
+    script = work / "http_client_floor.py"
+    if not script.exists():
+        script.write_text(HTTP_CLIENT_FLOOR)
+    uniq = sorted({b.digest.split(":", 1)[1] for b in blobs})
+
+    def make(d: Path) -> Cmd:
+        d.mkdir(parents=True)
+        prefix = f"/v2/{repo}/blobs/sha256:"
+        return Cmd(
+            [sys.executable, str(script), host, prefix, str(d), str(jobs), *uniq],
+            check=lambda: check_floor(d, blobs),
+            cleanup=lambda: rmtree(d),
+            servers=servers,
         )
 
     return make
@@ -349,6 +459,9 @@ class Bench:
     def v_pycrane(self, make: Callable[[Path], Cmd]) -> Variant:
         return Variant("pycrane", make, skipped=self.pycrane_missing)
 
+    def v_crane(self, make: Callable[[Path], Cmd]) -> Variant:
+        return Variant("crane", make, skipped=CRANE_MISSING)
+
     def v_skopeo(self, make: Callable[[Path], Cmd]) -> Variant:
         def wrapped(d: Path) -> Cmd:
             c = make(d)
@@ -370,6 +483,9 @@ class Bench:
                 d.mkdir(parents=True)
                 if tool == "pycrane":
                     argv = pycrane("pull", "--format", "oci", ref, str(out))
+                elif tool == "crane":
+                    plat = ["--platform", "all"] if is_index else []
+                    argv = crane("pull", "--format", "oci", *plat, ref, str(out))
                 else:
                     argv = skopeo(
                         "copy",
@@ -396,6 +512,8 @@ class Bench:
                 d.mkdir(parents=True)
                 if tool == "pycrane":
                     argv = pycrane("pull", "--format", "tarball", ref, str(out))
+                elif tool == "crane":
+                    argv = crane("pull", ref, str(out))
                 else:
                     argv = skopeo(
                         "copy",
@@ -422,21 +540,37 @@ class Bench:
             Variant(
                 "curl", floor_cmd(self.work, reg.host, f"bench/{name}", blobs, jobs, False, [reg])
             ),
+            Variant(
+                "http.client",
+                http_client_floor_cmd(self.work, reg.host, f"bench/{name}", blobs, jobs, [reg]),
+            ),
         ]
         tar_bytes = im.total_bytes(amd64)
+        oci_case = Case(
+            f"pull-oci/{name}",
+            "pull",
+            nbytes,
+            [
+                self.v_pycrane(oci("pycrane")),
+                self.v_skopeo(oci("skopeo")),
+                self.v_crane(oci("crane")),
+                *floors,
+            ],
+            floor_of=f"pull-oci/{name}",
+        )
+        if name == "one-layer":
+            return [oci_case]
         return [
-            Case(
-                f"pull-oci/{name}",
-                "pull",
-                nbytes,
-                [self.v_pycrane(oci("pycrane")), self.v_skopeo(oci("skopeo")), *floors],
-                floor_of=f"pull-oci/{name}",
-            ),
+            oci_case,
             Case(
                 f"pull-tar/{name}",
                 "pull",
                 tar_bytes,
-                [self.v_pycrane(tar("pycrane")), self.v_skopeo(tar("skopeo"))],
+                [
+                    self.v_pycrane(tar("pycrane")),
+                    self.v_skopeo(tar("skopeo")),
+                    self.v_crane(tar("crane")),
+                ],
                 floor_of=None if is_index else f"pull-oci/{name}",
                 note="skopeo's docker-archive stores layers uncompressed" if name == "big" else "",
             ),
@@ -449,7 +583,7 @@ class Bench:
         layout: Path,
         built: im.Built,
         group: str = "push",
-        tools: tuple[str, ...] = ("pycrane", "skopeo"),
+        tools: tuple[str, ...] = ("pycrane", "skopeo", "crane"),
     ) -> Case:
         is_index = isinstance(built, im.BuiltIndex)
 
@@ -462,6 +596,8 @@ class Bench:
                     # no --index: the layout's one entry is the index itself (crane's --index
                     # would wrap index.json around it and push a different digest)
                     argv = pycrane("push", str(layout), ref)
+                elif tool == "crane":
+                    argv = crane("push", *(["--index"] if is_index else []), str(layout), ref)
                 else:
                     argv = skopeo(
                         "copy",
@@ -482,9 +618,16 @@ class Bench:
         vs = [
             self.v_pycrane(make_for("pycrane"))
             if t == "pycrane"
+            else self.v_crane(make_for("crane"))
+            if t == "crane"
             else self.v_skopeo(make_for("skopeo"))
             for t in tools
         ]
+        if name == "big" and group == "push":
+            floor = push_floor_cmd(
+                self.work, reg, layout, built.blobs, self.args.jobs, "push/floor"
+            )
+            vs.append(Variant("curl -T", floor))
         return Case(f"push/{name}", group, im.total_bytes(built), vs)
 
     def copy_cases(
@@ -503,6 +646,8 @@ class Bench:
                 dst = dst_reg.ref(f"{repo}:latest")
                 if tool == "pycrane":
                     argv = pycrane("copy", src, dst)
+                elif tool == "crane":
+                    argv = crane("copy", src, dst)
                 else:
                     argv = skopeo(
                         "copy",
@@ -529,6 +674,7 @@ class Bench:
                 [
                     self.v_pycrane(copy_to(r1, "copy/mount", "pycrane")),
                     self.v_skopeo(copy_to(r1, "copy/mount", "skopeo")),
+                    self.v_crane(copy_to(r1, "copy/mount", "crane")),
                 ],
                 floor_of="pull-oci/big",
                 note="same registry, new repository: a client that mounts moves no blob bytes",
@@ -543,6 +689,7 @@ class Bench:
                     [
                         self.v_pycrane(copy_to(r2, "copy/xreg", "pycrane")),
                         self.v_skopeo(copy_to(r2, "copy/xreg", "skopeo")),
+                        self.v_crane(copy_to(r2, "copy/xreg", "crane")),
                         Variant(
                             "curl->curl",
                             copy_floor_cmd(
@@ -566,6 +713,9 @@ class Bench:
                     stem = self.uniq(f"tags-{tool}")
                     if tool == "pycrane":
                         argv = pycrane("copy", "--all-tags", r1.ref("bench/tags"), r2.ref(stem))
+                        repo = stem
+                    elif tool == "crane":
+                        argv = crane("copy", "--all-tags", r1.ref("bench/tags"), r2.ref(stem))
                         repo = stem
                     else:
                         argv = skopeo(
@@ -594,6 +744,7 @@ class Bench:
                     [
                         self.v_pycrane(tags_make("pycrane")),
                         self.v_skopeo(tags_make("skopeo")),
+                        self.v_crane(tags_make("crane")),
                         Variant(
                             "curl+openssl",
                             floor_cmd(
@@ -606,6 +757,39 @@ class Bench:
                 )
             )
         return out
+
+    def start_cases(self, reg: Distribution, built: im.BuiltImage) -> list[Case]:
+        """Start-up bound commands: ``version``, and ``digest``/``manifest`` of an image on
+        the loopback registry, against ``python -c pass`` (the interpreter's own start)."""
+        ref = reg.ref("bench/small:latest")
+        digest = built.digest
+
+        def cmd(argv: list[str]) -> Callable[[Path], Cmd]:
+            def make(d: Path) -> Cmd:
+                return Cmd(argv, servers=[reg])
+
+            return make
+
+        def python_pass(d: Path) -> Cmd:
+            return Cmd([sys.executable, "-c", "pass"])
+
+        cases = []
+        for verb, args in (("version", []), ("digest", [ref]), ("manifest", [ref])):
+            cases.append(
+                Case(
+                    f"start/{verb}",
+                    "start",
+                    0,
+                    [
+                        self.v_pycrane(cmd(pycrane(verb, *args))),
+                        self.v_crane(cmd(crane(verb, *args))),
+                        Variant("python -c pass", python_pass),
+                    ],
+                    baseline="python -c pass",
+                    note=f"image {digest[:19]} on the loopback registry" if args else "",
+                )
+            )
+        return cases
 
     def server_cases(
         self, dist: Distribution, srv: _Server | None, name: str, layout: Path, built: im.BuiltImage
@@ -772,9 +956,10 @@ def selected(name: str, patterns: list[str]) -> bool:
 
 
 def all_case_names(n_tags: int) -> list[str]:
-    names = []
+    names = ["start/version", "start/digest", "start/manifest"]
     for img in ("big", "small", "index"):
         names += [f"pull-oci/{img}", f"pull-tar/{img}"]
+    names.append("pull-oci/one-layer")
     names += [
         "push/big",
         "push/small",
@@ -850,9 +1035,11 @@ def main(argv: list[str] | None = None) -> int:
     want = [n for n in all_case_names(sizes.tags) if selected(n, patterns)]
     need_img = {
         img
-        for img in ("big", "small", "index")
+        for img in ("big", "small", "index", "one-layer")
         if any(n.endswith("/" + img) or f"/{img} [" in n for n in want)
     }
+    if any(n.startswith("start/") for n in want):
+        need_img.add("small")
     if any(n.startswith(("copy-", "server-")) for n in want):
         need_img.add("big")
     need_tags = any(n.startswith("copy-tags") for n in want)
@@ -889,7 +1076,8 @@ def main(argv: list[str] | None = None) -> int:
             f"big {len(sizes.big)}x{sizes.big[0] // MiB} MiB; small {len(sizes.small)}x"
             f"{sizes.small[0] // 1024} KiB; index 3 platforms x {len(sizes.index)}x"
             f"{sizes.index[0] // MiB} MiB; tags {sizes.tags} images (shared "
-            f"{sizes.tag_base // MiB} MiB base + {sizes.tag_own // 1024} KiB each)",
+            f"{sizes.tag_base // MiB} MiB base + {sizes.tag_own // 1024} KiB each); "
+            f"one-layer 1x{sizes.one // MiB} MiB",
         ),
         ("layers", "gzip (stored blocks) of a tar of pseudo-random bytes"),
         (
@@ -899,6 +1087,8 @@ def main(argv: list[str] | None = None) -> int:
         ),
         ("pycrane", "`python -m pycrane` per run, fsync on, bytecode precompiled"),
         ("skopeo", "cold blob-info cache every run; `--all` for the index"),
+        ("crane", CRANE_MISSING or "run as a third client on every case"),
+        ("http.client", "floor line: stdlib GETs in threads, readinto, fsync (reference)"),
         ("load average before runs", load_summary(results + sweep_results)),
         ("elapsed", f"{elapsed:.0f} s"),
     ]
@@ -963,8 +1153,9 @@ def run_main(
         "big": lambda p: im.write_image_layout(p, sizes.big, 1),
         "small": lambda p: im.write_image_layout(p, sizes.small, 2),
         "index": lambda p: im.write_index_layout(p, sizes.index, 3),
+        "one-layer": lambda p: im.write_image_layout(p, [sizes.one], 5),
     }
-    for name in ("big", "small", "index"):
+    for name in ("big", "small", "index", "one-layer"):
         if name in need_img:
             t = time.monotonic()
             layouts[name] = b.work / f"layout-{name}"
@@ -985,7 +1176,10 @@ def run_main(
             p.push(tl, "bench/tags", t, tag=f"t{i:02d}")
         rmtree(tl)
     cases: list[Case] = []
-    for name in ("big", "small", "index"):
+    small = built.get("small")
+    if isinstance(small, im.BuiltImage):
+        cases += b.start_cases(r1, small)
+    for name in ("big", "small", "index", "one-layer"):
         if name in built:
             cases += b.pull_cases(r1, name, built[name])
     for name in ("big", "small", "index"):

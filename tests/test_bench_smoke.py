@@ -109,3 +109,48 @@ def test_quick_run(tmp_path: Path) -> None:
                 assert s["wall"] > 0 and s["maxrss_kib"] > 0
     # the work dir is removed at the end
     assert not list(tmp_path.glob("pycrane-bench-*"))
+
+
+def test_report_rules_give_pass_and_fail_per_target() -> None:
+    """The issue-13 rules table on made-up samples (no timing): each ruled case gets one
+    PASS/FAIL line against its reference (in the case or in its floor case), crane and
+    the other tools give context lines, and a missing reference is n/a, not a pass."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        from benchlib import report
+        from benchlib.procs import Sample
+    finally:
+        sys.path.remove(str(BENCH))
+
+    def v(tool: str, *walls: float, rss_mib: int = 30) -> report.VariantResult:
+        samples = [Sample(w, w / 2, w / 4, rss_mib * 1024, 0) for w in walls]
+        return report.VariantResult(tool, samples, list(range(len(walls))))
+
+    def case(name: str, group: str, *vs: report.VariantResult, **kw: str) -> report.CaseResult:
+        return report.CaseResult(name, group, 1 << 30, {x.tool: x for x in vs}, **kw)
+
+    cases = [
+        case(
+            "pull-oci/big",
+            "pull",
+            v("pycrane", 1.0, 1.05),
+            v("curl", 1.0, 1.0),
+            v("crane", 2.0, 2.0),
+        ),
+        case("pull-tar/big", "pull", v("pycrane", 1.5, 1.5), floor_of="pull-oci/big"),
+        case("pull-oci/small", "pull", v("pycrane", 0.1), v("skopeo", 0.3), v("crane", 0.05)),
+        case("start/version", "start", v("pycrane", 0.03), v("python -c pass", 0.01)),
+        case("push/big", "push", v("pycrane", 1.0, rss_mib=80)),
+    ]
+    targets = report.evaluate(cases, [])
+    got = {(t.case, t.name.split(" (")[0]): report.result(t) for t in targets}
+    assert got[("pull-oci/big", "wall vs parallel `curl -o` floor")] == "PASS"  # 1.025x
+    assert got[("pull-tar/big", "wall vs parallel `curl -o` floor")] == "FAIL"  # 1.5x
+    assert got[("pull-oci/small", "wall vs skopeo")] == "PASS"
+    assert got[("pull-oci/small", "context: vs crane")] == "info"
+    assert got[("pull-oci/big", "context: vs crane")] == "info"
+    assert got[("start/version", "wall vs `python -c pass`")] == "FAIL"
+    assert got[("push/big", "wall vs parallel `curl -T FILE` floor")] == "n/a"
+    assert got[("push/big", "peak RSS")] == "FAIL"
+    md = report.markdown("t", [], [], cases, [], targets, [])
+    assert "| start/version | pycrane |" in md and "| FAIL |" in md and "| PASS |" in md

@@ -253,7 +253,8 @@ def test_interrupt_is_one_line_exit_130() -> None:
         "def boom(*a, **k): raise KeyboardInterrupt\n"
         "v.version_string = boom\n"
         "from pycrane.cli import run\n"
-        "sys.argv = ['pycrane', 'version']\n"
+        # `-v`: the bare `version` is answered before click loads, without version_string
+        "sys.argv = ['pycrane', 'version', '-v']\n"
         "run()\n"
     )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)

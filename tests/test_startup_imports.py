@@ -206,3 +206,46 @@ def test_version_needs_no_package_metadata(tmp_path: Path) -> None:
     assert "importlib.metadata" not in seen["version"]
     # Nor the model: ``import pycrane`` is lazy and no global flag was given.
     assert sorted(m for m in seen["version"] if m.startswith(("pycrane.v1", "pycrane.name"))) == []
+
+
+def test_version_answers_before_click_loads(tmp_path: Path) -> None:
+    """``pycrane version`` (the console script's ``run``) imports neither click nor the
+    command table, logging or typing: ~13 ms against ~50 ms through click."""
+    import pycrane
+
+    base = _modules_after(tmp_path, "dump('bare')")["bare"]
+    code = (
+        "import contextlib, io\n"
+        "sys.argv = ['pycrane', 'version']\n"
+        "from pycrane.cli import run\n"
+        "buf = io.StringIO()\n"
+        "with contextlib.redirect_stdout(buf):\n"
+        "    try:\n"
+        "        run()\n"
+        "    except SystemExit as e:\n"
+        "        assert e.code == 0, e.code\n"
+        "assert buf.getvalue() == " + repr(pycrane.__version__ + "\n") + ", buf.getvalue()\n"
+        "dump('version')\n"
+    )
+    seen = _modules_after(tmp_path, code)["version"] - base
+    heavy = {"click", "logging", "typing", "traceback", "signal", "pycrane.cli._app"}
+    assert sorted(seen & heavy) == []
+    assert sorted(m for m in seen if m.startswith("pycrane")) == [
+        "pycrane",
+        "pycrane.cli",
+        "pycrane.cli._status",
+    ]
+
+
+def test_version_with_a_pycrane_variable_goes_through_click(tmp_path: Path) -> None:
+    """A PYCRANE_* variable may change what click does (a bad timeout is a usage error),
+    so the fast path steps aside and click answers."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "pycrane", "version"],
+        capture_output=True,
+        text=True,
+        env={**_clean_env(), "PYCRANE_TIMEOUT": "not-a-number"},
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc
+    assert proc.stderr.startswith("pycrane: error: "), proc.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import platform
 import shutil
@@ -146,7 +147,47 @@ class Target:
     case: str
     value: str
     limit: str
-    passed: bool | None  # None: could not be evaluated
+    passed: bool | None  # None: could not be evaluated (or context only)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One issue-13 target: ``subject`` wall time / ``reference`` wall time <= ``limit``.
+
+    ``reference`` is a variant of the case itself or, failing that, of the case named by
+    its ``floor_of`` (a tarball pull shares the layout pull's ``curl -o`` floor).
+    """
+
+    case: str  # case name or fnmatch pattern
+    reference: str
+    limit: float
+    what: str
+
+
+#: The targets of issue 13, in one table (bench/README.md explains the floors).
+RULES: tuple[Rule, ...] = (
+    Rule("pull-oci/big", "curl", 1.10, "wall vs parallel `curl -o` floor"),
+    Rule("pull-oci/one-layer", "curl", 1.10, "wall vs `curl -o` floor (one layer)"),
+    Rule("pull-tar/big", "curl", 1.10, "wall vs parallel `curl -o` floor"),
+    Rule("push/big", "curl -T", 1.10, "wall vs parallel `curl -T FILE` floor"),
+    Rule("copy-2reg/big", "curl->curl", 1.10, "wall vs `curl | curl -T -` floor"),
+    Rule("pull-oci/small", "skopeo", 0.50, "wall vs skopeo"),
+    Rule("pull-oci/index", "skopeo", 0.50, "wall vs skopeo"),
+    Rule("copy-tags/*", "skopeo", 0.50, "wall vs skopeo"),
+    Rule("start/*", "python -c pass", 2.50, "wall vs `python -c pass`"),
+    Rule("server-*", "distribution", 1.25, "server vs distribution"),
+)
+
+#: Variants shown as ratios for reference only (no limit): other clients and floors.
+CONTEXT = ("crane", "skopeo", "http.client", "curl", "curl+openssl")
+
+
+def _reference(c: CaseResult, name: str, by_name: dict[str, CaseResult]) -> VariantResult | None:
+    v = c.variants.get(name)
+    if v is None and c.floor_of:
+        fc = by_name.get(c.floor_of)
+        v = fc.variants.get(name) if fc else None
+    return v if v is not None and v.ok else None
 
 
 def evaluate(cases: Sequence[CaseResult], sweep: Sequence[CaseResult]) -> list[Target]:
@@ -156,55 +197,35 @@ def evaluate(cases: Sequence[CaseResult], sweep: Sequence[CaseResult]) -> list[T
         subj = c.variants.get(c.subject)
         if subj is None:
             continue
-        if c.group in ("pull", "copy") and c.baseline and c.baseline in c.variants:
-            r = ratio(subj, c.variants[c.baseline])
-            cr = cpu_ratio(subj, c.variants[c.baseline])
+        ruled: set[str] = set()
+        for rule in RULES:
+            if not fnmatch.fnmatchcase(c.name, rule.case):
+                continue
+            ref = _reference(c, rule.reference, by_name)
+            r = ratio(subj, ref) if ref is not None else None
+            ruled.add(rule.reference)
             out.append(
                 Target(
-                    "wall vs skopeo",
-                    c.name,
-                    _fmt_ratio(r) + ("" if cr is None else f"; CPU {cr:.2f}x"),
-                    "≤ 0.60x",
-                    None if r is None else r[0] <= 0.60,
-                )
-            )
-        if c.group in ("pull", "copy") and c.floor_of:
-            fc = by_name.get(c.floor_of)
-            floor = fc.variants.get("curl+openssl") if fc else None
-            if floor is not None:
-                r = ratio(subj, floor)
-                out.append(
-                    Target(
-                        "wall vs curl+openssl floor",
-                        c.name,
-                        _fmt_ratio(r),
-                        "≤ 1.10x",
-                        None if r is None else r[0] <= 1.10,
-                    )
-                )
-        copy_floor = c.variants.get("curl->curl")
-        if c.group == "copy" and copy_floor is not None:
-            r = ratio(subj, copy_floor)
-            out.append(
-                Target(
-                    "wall vs curl->curl copy floor (context)",
+                    f"{rule.what} ({rule.reference})",
                     c.name,
                     _fmt_ratio(r),
-                    "≤ 1.10x",
-                    None if r is None else r[0] <= 1.10,
+                    f"≤ {rule.limit:.2f}x",
+                    None if r is None else r[0] <= rule.limit,
                 )
             )
-        if c.group == "server" and c.baseline in c.variants:
-            r = ratio(subj, c.variants[c.baseline or ""])
-            out.append(
-                Target(
-                    "server vs distribution",
-                    c.name,
-                    _fmt_ratio(r),
-                    "≤ 1.25x",
-                    None if r is None else r[0] <= 1.25,
-                )
+        for name in CONTEXT:
+            if name in ruled or name == c.subject:
+                continue
+            # a copy's own floors only: a pull floor says little about a copy
+            ref = (
+                _reference(c, name, by_name)
+                if c.group == "pull"
+                else (c.variants[name] if name in c.variants and c.variants[name].ok else None)
             )
+            if ref is None or ref is subj:
+                continue
+            r = ratio(subj, ref)
+            out.append(Target(f"context: vs {name}", c.name, _fmt_ratio(r), "-", None))
         if c.group in ("pull", "push", "copy"):
             rss = subj.peak_rss_mib()
             out.append(
@@ -238,6 +259,13 @@ def evaluate(cases: Sequence[CaseResult], sweep: Sequence[CaseResult]) -> list[T
             )
         )
     return out
+
+
+def result(t: Target) -> str:
+    """PASS, FAIL, "info" (a context line, no limit) or "n/a" (not measured)."""
+    if t.passed is None:
+        return "info" if t.limit == "-" else "n/a"
+    return "PASS" if t.passed else "FAIL"
 
 
 def load_summary(cases: Sequence[CaseResult]) -> str:
@@ -300,7 +328,7 @@ def markdown(
         "| server CPU s | vs baseline (per-round ratio) |"
     )
     sep = "|---|---|---|---|---|---|---|---|---|---|"
-    for group in ("pull", "push", "copy", "server"):
+    for group in ("start", "pull", "push", "copy", "server"):
         cs = [c for c in cases if c.group == group]
         if not cs:
             continue
@@ -323,7 +351,7 @@ def markdown(
         "|---|---|---|---|---|",
     ]
     for t in targets:
-        res = "n/a" if t.passed is None else ("PASS" if t.passed else "FAIL")
+        res = result(t)
         lines.append(f"| {t.name} | {t.case} | {t.value} | {t.limit} | {res} |")
     if notes:
         lines += ["", "## notes", ""] + [f"- {n}" for n in notes]

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""A/B of pycrane pull --format oci of the big image: stock vs patched (see pycrane_patched.py).
+"""A/B of a pycrane pull of the big image: stock vs patched (see pycrane_patched.py).
 
-    python bench/experiments/ab.py --rounds 6 --variants stock,single-hash,single-hash+falloc
+    python bench/experiments/ab.py --rounds 6 --variants stock,no-direct
+    python bench/experiments/ab.py --layers 1 --size-mib 1024 --format tarball
 
 Rounds rotate the order of the variants; prints median and all values of wall and CPU.
 """
@@ -28,8 +29,10 @@ MiB = 1 << 20
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=6)
-    ap.add_argument("--variants", default="stock,single-hash,single-hash+falloc")
-    ap.add_argument("--size-mib", type=int, default=256, help="each of the 4 layers")
+    ap.add_argument("--variants", default="stock,no-direct")
+    ap.add_argument("--size-mib", type=int, default=256, help="each layer")
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--format", default="oci", choices=["oci", "tarball"])
     args = ap.parse_args()
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     work = Path(tempfile.mkdtemp(prefix="pycrane-ab-"))
@@ -37,7 +40,7 @@ def main() -> int:
     try:
         env = bytecode_cache(work / "pycache")
         with Distribution(work / "r") as reg:
-            big = im.write_image_layout(work / "layout", [args.size_mib * MiB] * 4, 1)
+            big = im.write_image_layout(work / "layout", [args.size_mib * MiB] * args.layers, 1)
             im.Pusher(reg.host).push(work / "layout", "bench/big", big)
             ref = reg.ref("bench/big:latest")
             for r in range(args.rounds):
@@ -50,10 +53,13 @@ def main() -> int:
                     )
                     out = work / "out"
                     drop_noise()
-                    s = run_measured([*pre, "pull", "--format", "oci", ref, str(out)], env=env)
-                    layer = out / "blobs" / "sha256" / big.layers[0].digest.split(":")[1]
-                    if s.ok and layer.stat().st_size != big.layers[0].size:
-                        s.err = "layer has the wrong size"
+                    s = run_measured(
+                        [*pre, "pull", "--format", args.format, ref, str(out)], env=env
+                    )
+                    if s.ok and args.format == "oci":
+                        layer = out / "blobs" / "sha256" / big.layers[0].digest.split(":")[1]
+                        if layer.stat().st_size != big.layers[0].size:
+                            s.err = "layer has the wrong size"
                     if not s.ok:
                         print(f"{v}: FAILED {s.err}", file=sys.stderr)
                     res[v].append(s)
@@ -68,8 +74,9 @@ def main() -> int:
         print(
             f"{v:<20} wall {statistics.median(s.wall for s in ok):.2f} s "
             f"{[round(s.wall, 2) for s in ok]}  CPU {statistics.median(s.cpu for s in ok):.2f} s "
-            f"{[round(s.cpu, 2) for s in ok]}"
+            f"{[round(s.cpu, 2) for s in ok]}  sys {statistics.median(s.sys for s in ok):.2f} s"
         )
+    print(f"load before runs: {[round(s.load, 2) for ss in res.values() for s in ss]}")
     return 0
 
 

@@ -19,11 +19,14 @@ version`` never builds the model's dataclasses.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
-from typing import TYPE_CHECKING, Any
 
+# Not ``typing.TYPE_CHECKING``: importing typing is a third of ``pycrane version``'s
+# start-up; mypy treats any name TYPE_CHECKING alike.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     # Submodules once imported eagerly: still reachable as attributes, now lazily.
     from pycrane import empty as empty
     from pycrane import errors, layout, mutate, remote, tarball, v1, validate
@@ -147,9 +150,11 @@ _LAZY: dict[str, tuple[str, str | None]] = {
 def _as_public(value: Any) -> Any:
     """Say ``pycrane.X`` in reprs, tracebacks and docs instead of the private module path."""
     if isinstance(value, type) or callable(value):
-        with contextlib.suppress(AttributeError, TypeError):
+        try:
             if str(getattr(value, "__module__", "")).startswith("pycrane."):
                 value.__module__ = "pycrane"
+        except (AttributeError, TypeError):
+            pass
     return value
 
 

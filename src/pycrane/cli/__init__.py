@@ -18,28 +18,29 @@ thin adapter per command over :mod:`pycrane.crane`, :mod:`pycrane.remote`,
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import sys
-import traceback
-from collections.abc import Sequence
-from types import FrameType
 
-import click
-
-from pycrane.cli import _output as out
 from pycrane.cli import _status as status
-from pycrane.cli._logging import LogSetup, redact
-from pycrane.errors import PycraneError
+
+# Only what ``pycrane version`` needs loads with this module (the fast path in ``run``);
+# tests/test_startup_imports.py keeps it that way.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from types import FrameType
+
+    import click
 
 __all__ = ["main", "run", "status"]
 
-# click >= 8.2 raises this for a group called without a subcommand; older clicks print
-# the help and exit 0 themselves.
-_NoArgsIsHelp: type[click.UsageError] = getattr(
-    click.exceptions, "NoArgsIsHelpError", type("_Never", (click.UsageError,), {})
-)
+
+def _no_args_is_help() -> type[click.UsageError]:
+    """click >= 8.2 raises this for a group called without a subcommand; older clicks print
+    the help and exit 0 themselves."""
+    import click
+
+    return getattr(click.exceptions, "NoArgsIsHelpError", type("_Never", (click.UsageError,), {}))
 
 
 def _noted(message: str, exc: BaseException) -> str:
@@ -49,6 +50,8 @@ def _noted(message: str, exc: BaseException) -> str:
 
 
 def _error(message: str) -> None:
+    from pycrane.cli._logging import redact
+
     line = " ".join(redact(message).split()) or "unknown error"
     try:
         sys.stderr.write(f"pycrane: error: {line}\n")
@@ -92,8 +95,19 @@ COMPLETE_VAR = "_PYCRANE_COMPLETE"
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI in-process and return its exit code (never calls ``sys.exit``)."""
+    # click and the command table load here, not with the package: ``run`` answers
+    # ``pycrane version`` without them (start-up is most of a short command's time).
+    import traceback
+
+    import click
+
+    from pycrane.cli import _output as out
     from pycrane.cli._app import cli
+    from pycrane.cli._logging import LogSetup
     from pycrane.cli._options import root_options
+    from pycrane.errors import PycraneError
+
+    _NoArgsIsHelp = _no_args_is_help()
 
     args = list(sys.argv[1:] if argv is None else argv)
     if argv is None and os.environ.get(COMPLETE_VAR):
@@ -187,10 +201,39 @@ def _sigterm(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def _fast_path(args: Sequence[str]) -> int | None:
+    """Answer a command that needs no parsing without importing click (~35 ms here).
+
+    Only the exact argv ``version``, and only when no ``PYCRANE_*`` variable could
+    change what click would do (an invalid ``PYCRANE_TIMEOUT`` is a usage error there);
+    everything else returns None and goes through :func:`main`.
+    """
+    if list(args) != ["version"] or any(k.startswith("PYCRANE_") for k in os.environ):
+        return None
+    if os.environ.get(COMPLETE_VAR):
+        return None
+    from pycrane import __version__
+
+    try:
+        sys.stdout.write(__version__ + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+        return status.BROKEN_PIPE
+    return status.SUCCESS
+
+
 def run() -> None:
     """Console-script entry point: ``main`` plus process-level signal and exit handling."""
-    with contextlib.suppress(ValueError, OSError):
+    fast = _fast_path(sys.argv[1:])
+    if fast is not None:
+        sys.exit(fast)
+    import signal
+
+    try:  # noqa: SIM105 (contextlib is not loaded on this path)
         signal.signal(signal.SIGTERM, _sigterm)
+    except (ValueError, OSError):
+        pass
     if not _wants_debug(sys.argv[1:]):
         sys.unraisablehook = _quiet_unraisable
     code = main()

@@ -40,7 +40,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
-from pycrane import _fs, _ownership
+from pycrane import _directio, _fs, _ownership
 from pycrane._concurrency import Stopped
 from pycrane.compression import CHUNK
 from pycrane.errors import (
@@ -514,19 +514,26 @@ class BlobStore:
         # stream) need not be hashed twice: count bytes and require its verdict.
         # Hashing is the largest CPU cost of a pull, so this halves it.
         trusted = _self_verifying(source, digest, size)
+        direct: _directio.DirectWriter | None = None
         try:
             h: DigestHasher | _Counter = _Counter() if trusted else DigestHasher(algorithm)
             with f:
                 if progress is not None and digest is not None:
                     progress.start(digest, size)
-                writeback = _fs.Writeback(f) if self.fsync else None
+                # Big durable blobs of known size bypass the page cache (Linux).
+                if self.fsync:
+                    direct = _directio.open_direct(f, size)
+                writeback = _fs.Writeback(f) if self.fsync and direct is None else None
                 for chunk in _chunks(source):
                     if stop is not None and stop.is_set():
                         raise Stopped(what)
                     h.update(chunk)
                     if size is not None and h.size > size:
                         raise SizeMismatch(what, size, h.size)
-                    _fs.write_all(f, chunk)
+                    if direct is not None:
+                        direct.write(chunk)
+                    else:
+                        _fs.write_all(f, chunk)
                     if writeback is not None:
                         writeback.wrote(len(chunk))
                     if progress is not None and digest is not None:
@@ -547,6 +554,8 @@ class BlobStore:
                 else:
                     assert isinstance(h, DigestHasher)
                     actual = h.digest()
+                if direct is not None:
+                    direct.finish()
                 if self.fsync:
                     _fs.fsync_file(f)
             self._publish(tmp, actual, h.size)
@@ -555,6 +564,8 @@ class BlobStore:
             return actual, h.size
         finally:
             try:
+                if direct is not None:
+                    direct.close()
                 if os.path.lexists(tmp):
                     _fs.discard(tmp)
             finally:
@@ -673,27 +684,40 @@ class BlobStore:
         # A fresh download whose stream verifies itself need not be hashed twice.
         trusted = h.size == 0 and _self_verifying(source, digest, size)
         counter: DigestHasher | _Counter = _Counter() if trusted else h
-        writeback = _fs.Writeback(f, h.size) if self.fsync else None
-        for chunk in _chunks(source):
-            if stop is not None and stop.is_set():
-                raise Stopped(what)
-            counter.update(chunk)
-            if size is not None and counter.size > size:
-                raise SizeMismatch(what, size, counter.size)
-            _fs.write_all(f, chunk)
-            if writeback is not None:
-                writeback.wrote(len(chunk))
-            if progress is not None:
-                progress.advance(digest, len(chunk))
-        if trusted:
-            assert isinstance(source, VerifyingReader)
-            if size is not None and counter.size != size:
-                raise SizeMismatch(what, size, counter.size)
-            if not source.verified:
-                raise _Unverified(f"{what}: source ended before its digest was checked")
-        else:
-            h.verify(what, digest, size)
-        return counter.size
+        # Big durable blobs of known size bypass the page cache (Linux), from where a
+        # resumed partial ends.
+        left = None if size is None else size - h.size
+        direct = _directio.open_direct(f, left, h.size) if self.fsync else None
+        try:
+            writeback = _fs.Writeback(f, h.size) if self.fsync and direct is None else None
+            for chunk in _chunks(source):
+                if stop is not None and stop.is_set():
+                    raise Stopped(what)
+                counter.update(chunk)
+                if size is not None and counter.size > size:
+                    raise SizeMismatch(what, size, counter.size)
+                if direct is not None:
+                    direct.write(chunk)
+                else:
+                    _fs.write_all(f, chunk)
+                if writeback is not None:
+                    writeback.wrote(len(chunk))
+                if progress is not None:
+                    progress.advance(digest, len(chunk))
+            if trusted:
+                assert isinstance(source, VerifyingReader)
+                if size is not None and counter.size != size:
+                    raise SizeMismatch(what, size, counter.size)
+                if not source.verified:
+                    raise _Unverified(f"{what}: source ended before its digest was checked")
+            else:
+                h.verify(what, digest, size)
+            if direct is not None:
+                direct.finish()
+            return counter.size
+        finally:
+            if direct is not None:
+                direct.close()
 
     def _publish(self, tmp: Path, digest: Digest, size: int) -> None:
         """Publish a verified, closed temp file as ``digest``."""

@@ -22,7 +22,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, cast
 
-from pycrane import _fs
+from pycrane import _directio, _fs
 from pycrane._concurrency import Stopped
 from pycrane._rollback import OutputFile
 from pycrane.compression import CHUNK
@@ -191,15 +191,27 @@ class TarSink:
         try:
             with _fs.open_update(self._tmp) as f:
                 f.seek(offset)
+                # A big member of a durable archive bypasses the page cache (Linux).
+                durable = self._out is not None and self._out.durable
+                direct = _directio.open_direct(f, size, offset) if durable else None
                 writeback = _fs.Writeback(f, offset)
                 n = 0
-                while data := checked.read(CHUNK):
-                    if stop is not None and stop.is_set():
-                        raise Stopped(what)
-                    _fs.write_all(f, data)
-                    writeback.wrote(len(data))
-                    n += len(data)
-                    self.progress.advance(digest, len(data))
+                try:
+                    while data := checked.read(CHUNK):
+                        if stop is not None and stop.is_set():
+                            raise Stopped(what)
+                        if direct is not None:
+                            direct.write(data)
+                        else:
+                            _fs.write_all(f, data)
+                            writeback.wrote(len(data))
+                        n += len(data)
+                        self.progress.advance(digest, len(data))
+                    if direct is not None:
+                        direct.finish()
+                finally:
+                    if direct is not None:
+                        direct.close()
         finally:
             checked.close()
         if n != size or not checked.verified:
