@@ -776,13 +776,26 @@ def test_ctrl_c_leaves_nothing_half_written(
         # No target, no temp file: a tarball appears only when complete.
         assert list(out_dir.iterdir()) == []
         return
-    # A layout keeps what was downloaded for the next run (issue 12; tests/test_resume.py
-    # shows the re-run resumes), says so in one line, and tags nothing.
-    line = err.decode()
-    assert line.count("\n") == 1 and line.startswith("pycrane: error: interrupted; kept "), line
-    assert line.endswith("run the same command again to resume\n"), line
-    index = target / "index.json"
-    assert not index.exists() or json.loads(index.read_bytes()).get("manifests", []) == []
+    # Issue 12 changed this case: an interrupted OCI pull keeps what it downloaded
+    # (verified blobs, partial downloads in ingest/) for the same command to resume,
+    # says so in its one line, and still adds no index.json entry and no blob that
+    # did not verify (tests/test_resume.py measures the resume).
+    (line,) = err.decode().splitlines()
+    assert line.startswith("pycrane: error: interrupted; kept "), line
+    assert line.endswith("run the same command again to resume"), line
+    from pycrane.layout import Layout
+
+    lay = Layout.open(target)
+    assert lay.descriptors() == [] and lay.validate() == []
+    stray = [
+        p.relative_to(target)
+        for p in target.rglob("*")
+        if p.is_file()
+        and p.relative_to(target).parts[0] != "blobs"
+        and p.name not in ("index.json", "oci-layout")
+        and not p.name.endswith((".lock", ".partial"))
+    ]
+    assert stray == []
 
 
 def _files(root: Path) -> list[tuple[str, bytes]]:

@@ -237,11 +237,14 @@ def _kept_note(layout: Layout, before: set[Digest]) -> str | None:
     total = blob_bytes + partial_bytes
     if not total:
         return None
+    what = []
+    if blobs:
+        what.append(f"{len(blobs)} verified blob{'s' if len(blobs) != 1 else ''}")
+    if partials:
+        what.append(f"{partials} partial in {layout.store.ingest_dir}")
     return (
         f"kept {total / (1 << 20):.1f} MiB of downloads in {layout.path} "
-        f"({len(blobs)} complete blob{'' if len(blobs) == 1 else 's'}, {partials} partial in "
-        f"{layout.store.ingest_dir}); "
-        "run the same command again to resume"
+        f"({', '.join(what)}); run the same command again to resume"
     )
 
 
