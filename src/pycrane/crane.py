@@ -17,6 +17,7 @@ connection pool and token cache; without it a default client is made and closed.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, BinaryIO, Literal
@@ -170,13 +171,54 @@ def pull(
         from pycrane import tarball
 
         chosen: dict[str | Reference, Image] = {}
+        store = _cache_store(cache_path) if cache_path else None
         for ref in parsed:
             img = c.image(ref, wanted[0] if wanted else None)
-            chosen[ref] = cached(img, cache_path) if cache_path else img  # type: ignore[assignment]
-        if format == "legacy":
-            tarball.write_legacy(path, chosen, progress=progress)
-        else:
-            tarball.write(path, chosen, progress=progress, jobs=jobs)
+            chosen[ref] = _CachedImage(img, store) if store is not None else img
+        try:
+            if format == "legacy":
+                tarball.write_legacy(path, chosen, progress=progress)
+            else:
+                tarball.write(path, chosen, progress=progress, jobs=jobs)
+        except BaseException as e:
+            if store is not None:
+                _cache_after_failure(store, e)
+            raise
+
+
+def _cache_after_failure(store: BlobStore, exc: BaseException) -> None:
+    """A tarball pull through a cache failed: keep what an interruption downloaded.
+
+    The tarball itself is never half-written (it appears only when whole). After
+    Ctrl-C, SIGTERM or a lost network the cache keeps its verified layers and the
+    partial downloads (``ingest/<alg>-<hex>.partial``), and the same pull resumes them
+    with ``Range``; the exception gets a one-line note, which the CLI prints. Any other
+    failure (not found, auth, a digest mismatch) drops this run's partials.
+    """
+    from pycrane._rollback import add_note, is_interruption
+
+    if not is_interruption(exc):
+        import contextlib
+
+        with contextlib.suppress(OSError):
+            store.drop_partials()
+        return
+    try:
+        count, partial = store.partial_bytes(mine=True)
+    except OSError:
+        return
+    if count:
+        add_note(
+            exc,
+            f"kept {partial / (1 << 20):.1f} MiB of partial downloads in the cache "
+            f"{store.root}; run the same command again to resume",
+        )
+
+
+def _cache_store(cache_path: str | os.PathLike[str]) -> BlobStore:
+    from pycrane.layout import BlobStore
+
+    return BlobStore(cache_path)
 
 
 def _pull_layout(
@@ -352,10 +394,22 @@ class _CachedLayer(LayerBase):
         return self._inner.descriptor()
 
     def compressed(self) -> BinaryIO:
+        return self.compressed_unless(None)
+
+    def compressed_unless(self, stop: threading.Event | None) -> BinaryIO:
+        """:meth:`compressed`, giving up at the next chunk of a miss once ``stop`` is set
+        (the tarball writer's parallel fill: another layer failed, or Ctrl-C)."""
         d = self.descriptor()
         if not self._store.exists(d.digest, d.size):
-            with self._inner.compressed() as src:
-                self._store.put(src, digest=d.digest, size=d.size)
+            # A partial download an interrupted run left in the cache is continued
+            # (Range), and verified over the whole blob before it is published.
+            self._store.put_from(
+                self._inner.compressed,
+                digest=d.digest,
+                size=d.size,
+                stop=stop,
+                resume=getattr(self._inner, "compressed_at", None),
+            )
         return self._store.open(d.digest)
 
 

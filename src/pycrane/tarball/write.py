@@ -184,7 +184,11 @@ def _fill(sink: TarSink, pending: list[tuple[int, Layer]], jobs: int) -> None:
     def fill(item: tuple[int, Layer]) -> None:
         offset, layer = item
         d = layer.descriptor()
-        sink.fill(offset, layer.compressed(), d.digest, d.size, f"layer {d.digest}", stop)
+        # A layer read through a cache (crane.cached) downloads into it first: let that
+        # download, too, give up once another layer failed.
+        unless = getattr(layer, "compressed_unless", None)
+        source = unless(stop) if unless is not None else layer.compressed()
+        sink.fill(offset, source, d.digest, d.size, f"layer {d.digest}", stop)
 
     bounded_map(fill, pending, jobs, stop=stop)
 
