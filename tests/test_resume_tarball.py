@@ -10,6 +10,12 @@ same pull continues them with ``Range``. Bytes are counted at the registry side
 
 from __future__ import annotations
 
+import json
+import shutil
+import signal
+import sys
+import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -163,13 +169,191 @@ def test_cli_network_loss_says_so_in_one_line_and_the_rerun_resumes(
     _check_tarball(out)
 
 
-def test_without_a_cache_an_interrupted_tarball_pull_keeps_nothing(
-    proxy: FaultProxy, ref: str, tmp_path: Path
-) -> None:
-    """The documented limit: without -c nothing outlives the run, and nothing is claimed."""
-    out = tmp_path / "out" / "img.tar"
-    _lose_network(proxy, after=2_000_000)
+# -- without a cache: the partial archive itself is kept, with its plan ----------------------
+
+
+def _kept(out: Path) -> tuple[Path, dict[str, Any]]:
+    """The partial archive an interruption kept beside ``out``, and its plan."""
+    tmp = out.parent / f".{out.name}.pull"
+    plan = json.loads((out.parent / f".{out.name}.pull.json").read_text())
+    return tmp, plan
+
+
+def _written(plan: dict[str, Any]) -> int:
+    return sum(m["written"] for m in plan["members"])
+
+
+def _interrupt(proxy: FaultProxy, ref: str, out: Path, after: int) -> BaseException:
+    _lose_network(proxy, after=after)
     with client() as c, pytest.raises(TransportError) as info:
         crane.pull([_via(ref, proxy)], out, jobs=3, client=c)
-    assert not out.parent.exists()
+    proxy.clear()
+    return info.value
+
+
+def _same_as_fresh(out: Path, proxy: FaultProxy, ref: str) -> None:
+    """``out`` has the bytes of an uninterrupted pull of the same reference (the writer
+    is deterministic), and reads back as the image."""
+    where = Path(tempfile.mkdtemp(prefix="fresh-"))
+    try:
+        with client() as c:
+            crane.pull([_via(ref, proxy)], where / out.name, jobs=3, client=c)
+        assert out.read_bytes() == (where / out.name).read_bytes()
+    finally:
+        shutil.rmtree(where)
+    _check_tarball(out)
+
+
+def test_an_interrupted_tarball_pull_keeps_its_file_and_plan_and_the_rerun_fetches_the_rest(
+    proxy: FaultProxy, ref: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "out" / "img.tar"
+    exc = _interrupt(proxy, ref, out, after=2_500_000)
+    notes = getattr(exc, "__notes__", [])
+    assert len(notes) == 1 and notes[0].endswith("run the same command again to resume"), notes
+    assert _beside(out) == [".img.tar.pull", ".img.tar.pull.json"]  # the lock went with its owner
+    _, plan = _kept(out)
+    assert plan["key"] and len(plan["members"]) == len(IMG.layers())
+    kept = _written(plan)
+    assert 0 < kept <= 3 * 2_500_000
+    missing = _sizes() - kept
+
+    with client() as c:
+        crane.pull([_via(ref, proxy)], out, jobs=3, client=c)
+    gets = blob_gets(proxy, IMG)
+    resumed = sum(1 for m in plan["members"] if m["written"])
+    assert sum(1 for g in gets if g.range is not None and g.status == 206) == resumed, gets
+    fetched = sum(g.sent for g in gets)
+    print(f"\ntarball (no cache): kept {kept}, missing {missing}, re-fetched {fetched}")
+    assert fetched <= missing + CHUNK * len(gets), (fetched, missing)
+    assert _beside(out) == ["img.tar"]
+    _same_as_fresh(out, proxy, ref)
+
+
+def test_the_same_under_windows_rules(
+    proxy: FaultProxy, ref: str, tmp_path: Path, windows_fs: Any
+) -> None:
+    fs = windows_fs(tmp_path, rename_window=0.002, antivirus=0.3, seed=7)
+    out = tmp_path / "img.tar"
+    _interrupt(proxy, ref, out, after=2_500_000)
+    _, plan = _kept(out)
+    missing = _sizes() - _written(plan)
+    with client() as c:
+        crane.pull([_via(ref, proxy)], out, jobs=3, client=c)
+    gets = blob_gets(proxy, IMG)
+    assert sum(g.sent for g in gets) <= missing + CHUNK * len(gets)
+    fs.wait_idle()
+    _same_as_fresh(out, proxy, ref)
+    assert _beside(out) == ["img.tar"]
+
+
+def test_a_registry_ignoring_range_refills_the_kept_regions_from_zero(
+    proxy: FaultProxy, ref: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "img.tar"
+    _interrupt(proxy, ref, out, after=2_000_000)
+    proxy.add(Fault("ignore_range", count=-1))
+    with client() as c:
+        crane.pull([_via(ref, proxy)], out, jobs=3, client=c)
+    gets = blob_gets(proxy, IMG)
+    assert all(g.status == 200 for g in gets), gets
+    assert sum(g.sent for g in gets) == _sizes()
+    _same_as_fresh(out, proxy, ref)
+    assert _beside(out) == ["img.tar"]
+
+
+def test_a_corrupt_kept_region_is_never_trusted(
+    proxy: FaultProxy, ref: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "img.tar"
+    _interrupt(proxy, ref, out, after=1_500_000)
+    tmp, plan = _kept(out)
+    victim = next(m for m in plan["members"] if m["written"] > 2000)
+    with open(tmp, "r+b") as f:  # bit rot in the kept bytes
+        f.seek(victim["offset"] + 1000)
+        f.write(b"\xff" * 10)
+    with client() as c:
+        crane.pull([_via(ref, proxy)], out, jobs=3, client=c)
+    gets = blob_gets(proxy, IMG)
+    whole = [g for g in gets if g.range is None and victim["digest"].split(":")[1] in g.path]
+    assert len(whole) == 1, gets  # resumed, failed its digest check, fetched again whole
+    _same_as_fresh(out, proxy, ref)
+    assert _beside(out) == ["img.tar"]
+
+
+def test_a_plan_for_other_images_is_discarded(proxy: FaultProxy, ref: str, tmp_path: Path) -> None:
+    out = tmp_path / "img.tar"
+    _interrupt(proxy, ref, out, after=2_000_000)
+    plan_path = out.parent / ".img.tar.pull.json"
+    plan = json.loads(plan_path.read_text())
+    plan["key"] = json.dumps([["sha256:" + "0" * 64, []]])  # the tag moved meanwhile
+    plan_path.write_text(json.dumps(plan))
+    with client() as c:
+        crane.pull([_via(ref, proxy)], out, jobs=3, client=c)
+    gets = blob_gets(proxy, IMG)
+    assert all(g.range is None for g in gets) and sum(g.sent for g in gets) == _sizes()
+    _same_as_fresh(out, proxy, ref)
+    assert _beside(out) == ["img.tar"]
+
+
+def test_a_failure_that_is_not_an_interruption_keeps_nothing(
+    proxy: FaultProxy, ref: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "out" / "img.tar"
+    bad = layer_digests(IMG)[0]
+    proxy.add(Fault("corrupt", match=f"/blobs/{bad}", method="GET", after=3_000_000, count=-1))
+    with client() as c, pytest.raises(DigestMismatch) as info:
+        crane.pull([_via(ref, proxy)], out, jobs=3, client=c)
     assert not getattr(info.value, "__notes__", [])
+    assert not out.parent.exists()
+
+
+def test_cli_network_loss_one_line_then_kill_9_then_the_rerun_finishes(
+    proxy: FaultProxy, ref: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "img.tar"
+    src = _via(ref, proxy)
+    proxy.add(Fault("drop", match=_match(), after=500_000, count=-1))
+    p = _cli(["pull", "--timeout", "5", src, str(out)])
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 1, err
+    lines = err.decode().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("pycrane: error: ") and lines[0].endswith(
+        "run the same command again to resume"
+    ), lines[0]
+    assert "kept " in lines[0] and ".img.tar.pull" in lines[0]
+    _, plan = _kept(out)
+    missing = _sizes() - _written(plan)
+    proxy.clear()
+    p = _cli(["pull", src, str(out)])
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    gets = blob_gets(proxy, IMG)
+    assert sum(g.sent for g in gets) <= missing + CHUNK * len(gets)
+    _same_as_fresh(out, proxy, ref)
+    assert _beside(out) == ["img.tar"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
+def test_a_killed_writers_leftovers_go_with_the_next_run(
+    proxy: FaultProxy, ref: str, tmp_path: Path
+) -> None:
+    """kill -9 leaves the partial archive without a plan: the next run (its lock free)
+    discards it and writes the archive whole, leaving nothing else beside it."""
+    out = tmp_path / "img.tar"
+    src = _via(ref, proxy)
+    proxy.add(Fault("drop", match=_match(), after=1_000_000, count=-1))  # slow it down
+    p = _cli(["pull", "--timeout", "5", src, str(out)])
+    for _ in range(600):  # bounded: until the layers are being written
+        if (out.parent / ".img.tar.pull").exists() and any(g.sent for g in blob_gets(proxy, IMG)):
+            break
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)
+    p.communicate(timeout=60)
+    assert ".img.tar.pull" in _beside(out)
+    proxy.clear()
+    with client() as c:
+        crane.pull([src], out, jobs=3, client=c)
+    _same_as_fresh(out, proxy, ref)
+    assert _beside(out) == ["img.tar"]

@@ -10,25 +10,33 @@ writes a member's header and leaves room for its data (every size is known from
 the descriptors), and :meth:`TarSink.fill` writes that room from another thread
 through its own handle. Layers then download in parallel straight into the
 archive, with no spool copy, and the bytes equal those of the in-order writer.
+
+With a ``resume_key`` such an archive is written to a temp file that an
+interruption keeps, with its plan, for the next run to continue
+(:mod:`pycrane.tarball._resume`): :meth:`TarSink.adopted` says what a kept file
+already holds and :meth:`TarSink.fill_resumed` continues a region with ``Range``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import tarfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, cast
 
 from pycrane import _directio, _fs
 from pycrane._concurrency import Stopped
-from pycrane._rollback import OutputFile
+from pycrane._rollback import OutputFile, add_note, is_interruption
 from pycrane.compression import CHUNK
 from pycrane.errors import TarballError
 from pycrane.progress import NULL_PROGRESS, ProgressSink
-from pycrane.v1.digest import Digest, VerifyingReader, verifying
+from pycrane.tarball._resume import Member, ResumableOutput
+from pycrane.v1.digest import Digest, DigestHasher, VerifyingReader, verifying
 
 __all__ = ["TarSink", "Target"]
 
@@ -77,14 +85,23 @@ def _seekable(f: BinaryIO) -> bool:
 class TarSink:
     """Write tar members; on success publish the file, on failure remove it."""
 
-    def __init__(self, target: Target, progress: ProgressSink | None = None) -> None:
+    def __init__(
+        self, target: Target, progress: ProgressSink | None = None, *, resume_key: str | None = None
+    ) -> None:
         self.progress = progress or NULL_PROGRESS
-        self._out: OutputFile | None = None
+        self._out: OutputFile | ResumableOutput | None = None
         self._tmp: Path | None = None
         self._fh: BinaryIO
+        self._key = resume_key
+        #: Reserved regions, and the bytes written into each (by offset) so far.
+        self._members: list[Member] = []
+        self._written: dict[int, int] = {}
         if isinstance(target, (str, os.PathLike)):
             # The archive is written beside the target and replaces it only when whole.
-            self._out = OutputFile(target)
+            if resume_key is not None:
+                self._out = ResumableOutput.open(target, resume_key)
+            if self._out is None:
+                self._out = OutputFile(target)
             self._fh, self._tmp = self._out.file, self._out.tmp
             try:
                 _fs.make_sparse(self._fh)  # reserve() leaves gaps that fill() writes later
@@ -153,11 +170,12 @@ class TarSink:
         """Whether members can be reserved now and filled later (a file we own)."""
         return self._owned
 
-    def reserve(self, name: str, size: int) -> int:
+    def reserve(self, name: str, size: int, digest: Digest | None = None) -> int:
         """Write a member's header and skip its (padded) data; returns the data's offset.
 
         The room reads as zeros until :meth:`fill` writes it; the archive is not
-        published unless every reserved member was filled (the caller's job).
+        published unless every reserved member was filled (the caller's job). A
+        ``digest`` makes the region part of the plan an interruption keeps.
         """
         if not self._owned:
             raise ValueError("reserve() needs a file target")
@@ -170,6 +188,8 @@ class TarSink:
         self._fh.seek(padded, os.SEEK_CUR)
         # tarfile writes the next header and the end-of-archive blocks at its offset.
         tar.offset = start + padded
+        if digest is not None:
+            self._members.append((start, size, digest))
         return start
 
     def fill(
@@ -185,38 +205,121 @@ class TarSink:
 
         ``stop`` (set when another member failed) makes this give up at its next chunk.
         """
-        assert self._tmp is not None
         self.progress.start(digest, size, what)
         checked = verifying(stream, digest, size, what)
         try:
-            with _fs.open_update(self._tmp) as f:
-                f.seek(offset)
-                # A big member of a durable archive bypasses the page cache (Linux).
-                durable = self._out is not None and self._out.durable
-                direct = _directio.open_direct(f, size, offset) if durable else None
-                writeback = _fs.Writeback(f, offset)
-                n = 0
-                try:
-                    while data := checked.read(CHUNK):
-                        if stop is not None and stop.is_set():
-                            raise Stopped(what)
-                        if direct is not None:
-                            direct.write(data)
-                        else:
-                            _fs.write_all(f, data)
-                            writeback.wrote(len(data))
-                        n += len(data)
-                        self.progress.advance(digest, len(data))
-                    if direct is not None:
-                        direct.finish()
-                finally:
-                    if direct is not None:
-                        direct.close()
+            n = self._copy(offset, 0, cast(BinaryIO, checked), size, what, digest, stop)
         finally:
             checked.close()
         if n != size or not checked.verified:
             raise TarballError(f"{what}: source ended early: expected {size} bytes, got {n}")
         self.progress.finish(digest)
+
+    def adopted(self) -> dict[int, int]:
+        """Bytes an interrupted run already wrote per reserved region (by offset), when
+        this archive continues the temp file it kept; call after every :meth:`reserve`."""
+        if not isinstance(self._out, ResumableOutput):
+            return {}
+        return self._out.adopted(self._members)
+
+    def fill_resumed(
+        self,
+        offset: int,
+        have: int,
+        at: Callable[[int], tuple[BinaryIO, int]] | None,
+        digest: Digest,
+        size: int,
+        what: str,
+        stop: threading.Event | None = None,
+    ) -> bool:
+        """Continue a region an interrupted run left ``have`` bytes of: hash them again,
+        fetch the rest with ``at(have)`` (a registry ``Range`` request) and verify the
+        whole member. False when it must be fetched whole instead (nothing to continue
+        with, or the bytes do not verify)."""
+        assert self._tmp is not None
+        self.progress.start(digest, size, what)
+        h = DigestHasher(digest.algorithm)
+        with _fs.open_read(self._tmp) as r:
+            r.seek(offset)
+            left = have
+            while left:
+                data = r.read(min(CHUNK, left))
+                if not data:
+                    return False
+                h.update(data)
+                left -= len(data)
+        if have < size:
+            if at is None:
+                return False
+            source, start = at(have)
+            try:
+                if start != have:  # the registry ignored Range: the whole blob, from 0
+                    if start != 0:
+                        return False
+                    h, have = DigestHasher(digest.algorithm), 0
+                self.progress.advance(digest, have)
+                self._copy(offset, have, source, size, what, digest, stop, h)
+            finally:
+                source.close()
+        if h.size != size or h.digest() != digest:
+            self._written[offset] = 0
+            return False
+        self.progress.finish(digest)
+        return True
+
+    def _copy(
+        self,
+        offset: int,
+        have: int,
+        source: BinaryIO,
+        size: int,
+        what: str,
+        digest: Digest,
+        stop: threading.Event | None,
+        hasher: DigestHasher | None = None,
+    ) -> int:
+        """Write ``source`` into the region at ``offset`` from its byte ``have`` on; returns
+        the bytes written. With ``hasher`` (an unverified source) at most ``size - have``
+        are read and hashed; else ``source`` is read to its end (where it verifies).
+        :attr:`_written` always tells how much of the region is on disk."""
+        assert self._tmp is not None
+        self._written[offset] = have
+        limit = size - have if hasher is not None else None
+        with _fs.open_update(self._tmp) as f:
+            f.seek(offset + have)
+            # A big member of a durable archive bypasses the page cache (Linux).
+            durable = self._out is not None and self._out.durable
+            direct = _directio.open_direct(f, size - have, offset + have) if durable else None
+            writeback = _fs.Writeback(f, offset + have)
+            n = 0
+            try:
+                while data := source.read(CHUNK if limit is None else min(CHUNK, limit - n)):
+                    if stop is not None and stop.is_set():
+                        raise Stopped(what)
+                    if hasher is not None:
+                        hasher.update(data)
+                    if direct is not None:
+                        direct.write(data)
+                    else:
+                        _fs.write_all(f, data)
+                        writeback.wrote(len(data))
+                        self._written[offset] = have + n + len(data)
+                    n += len(data)
+                    self.progress.advance(digest, len(data))
+                if direct is not None:
+                    direct.finish()
+                    self._written[offset] = have + n
+            except BaseException:
+                if direct is not None:
+                    # What the buffer holds was received: put it on disk for a resume.
+                    with contextlib.suppress(BaseException):
+                        direct.finish()
+                        self._written[offset] = have + n
+                raise
+            finally:
+                if direct is not None:
+                    direct.close()
+        return n
 
     def add_symlink(self, name: str, target: str) -> None:
         self.ensure_dirs(name)
@@ -261,5 +364,22 @@ class TarSink:
     ) -> None:
         if exc_type is None:
             self.close()
+        elif exc is not None and is_interruption(exc) and isinstance(self._out, ResumableOutput):
+            self._keep(exc)
         else:
             self.abort()
+
+    def _keep(self, exc: BaseException) -> None:
+        """An interruption: keep the partial archive and its plan for the next run."""
+        assert isinstance(self._out, ResumableOutput) and self._key is not None
+        self._tar.closed = True  # type: ignore[attr-defined]  # no end-of-archive marker
+        try:
+            kept = self._out.keep(self._key, self._members, self._written)
+        except OSError:
+            return  # keep() removed what it could not keep
+        if kept:
+            add_note(
+                exc,
+                f"kept {kept / (1 << 20):.1f} MiB of downloads in {self._out.tmp}; "
+                "run the same command again to resume",
+            )

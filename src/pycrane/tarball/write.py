@@ -101,8 +101,10 @@ def write(
             if key not in distinct:
                 distinct[key] = len(order)
                 order.append(layer)
+    # What an interrupted pull's kept temp file must be for to be continued (_resume).
+    plan_key = json.dumps([[str(img.digest()), [str(t) for t in tags]] for tags, img in entries])
     with (
-        TarSink(target, progress) as sink,
+        TarSink(target, progress, resume_key=plan_key) as sink,
         Prefetcher([] if sink.positional else order, jobs) as ahead,
     ):
         # (offset, layer) of members whose data is fetched after the skeleton is written
@@ -133,7 +135,7 @@ def write(
                     sink.progress.finish(d.digest, skipped=True)
                     continue
                 if sink.positional:
-                    pending.append((sink.reserve(_blob_name(d.digest), d.size), layer))
+                    pending.append((sink.reserve(_blob_name(d.digest), d.size, d.digest), layer))
                 else:
                     stream = ahead.open(distinct[d.digest])
                     sink.add_stream(
@@ -180,10 +182,16 @@ def write(
 def _fill(sink: TarSink, pending: list[tuple[int, Layer]], jobs: int) -> None:
     """Fetch reserved layers, ``jobs`` at once, into their places; the first failure stops all."""
     stop = threading.Event()
+    adopted = sink.adopted()  # what an interrupted run of this pull kept
 
     def fill(item: tuple[int, Layer]) -> None:
         offset, layer = item
         d = layer.descriptor()
+        have = adopted.get(offset, 0)
+        at = getattr(layer, "compressed_at", None)
+        what = f"layer {d.digest}"
+        if have and sink.fill_resumed(offset, have, at, d.digest, d.size, what, stop):
+            return
         # A layer read through a cache (crane.cached) downloads into it first: let that
         # download, too, give up once another layer failed.
         unless = getattr(layer, "compressed_unless", None)
