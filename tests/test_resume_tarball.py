@@ -357,3 +357,27 @@ def test_a_killed_writers_leftovers_go_with_the_next_run(
         crane.pull([src], out, jobs=3, client=c)
     _same_as_fresh(out, proxy, ref)
     assert _beside(out) == ["img.tar"]
+
+
+def test_a_live_writers_partial_archive_is_never_touched(
+    proxy: FaultProxy, ref: str, tmp_path: Path
+) -> None:
+    """While another pull holds ``.T.pull.lock``, a second pull to T writes its own temp
+    file and leaves the first one's partial archive and plan alone."""
+    from pycrane import _ownership
+
+    out = tmp_path / "img.tar"
+    _interrupt(proxy, ref, out, after=2_000_000)
+    tmp, plan = _kept(out)
+    before = tmp.read_bytes()
+    held = _ownership.try_lock(out.parent / ".img.tar.pull.lock")  # a live writer
+    assert held is not None
+    try:
+        with client() as c:
+            crane.pull([_via(ref, proxy)], out, jobs=3, client=c)
+        assert tmp.read_bytes() == before and _kept(out)[1] == plan
+        assert sum(g.sent for g in blob_gets(proxy, IMG)) == _sizes()  # nothing adopted
+        _check_tarball(out)
+    finally:
+        held.release(remove=True)
+    assert _beside(out) == [".img.tar.pull", ".img.tar.pull.json", "img.tar"]
