@@ -339,8 +339,8 @@ def test_cli_network_loss_one_line_then_kill_9_then_the_rerun_finishes(
 def test_a_killed_writers_leftovers_go_with_the_next_run(
     proxy: FaultProxy, ref: str, tmp_path: Path
 ) -> None:
-    """kill -9 leaves the partial archive without a plan: the next run (its lock free)
-    discards it and writes the archive whole, leaving nothing else beside it."""
+    """kill -9 leaves the partial archive (with a plan once a checkpoint was written):
+    the next run, its lock free, adopts or discards it and leaves nothing else beside T."""
     out = tmp_path / "img.tar"
     src = _via(ref, proxy)
     proxy.add(Fault("drop", match=_match(), after=1_000_000, count=-1))  # slow it down
@@ -381,3 +381,61 @@ def test_a_live_writers_partial_archive_is_never_touched(
     finally:
         held.release(remove=True)
     assert _beside(out) == [".img.tar.pull", ".img.tar.pull.json", "img.tar"]
+
+
+KILLS = 8
+
+
+def test_kill_9_at_random_moments_of_a_tarball_pull_then_rerun(tmp_path: Path) -> None:
+    """A writer killed outright leaves a plan at most one checkpoint behind: the rerun
+    fetches no more than what that plan does not claim (plus a chunk per layer), and
+    leaves only the tarball."""
+    import random
+
+    from pycrane.registry.server import RegistryServer
+    from pycrane.tarball._resume import CHECKPOINT
+    from tests.test_resume import CountingStorage, fast_image
+
+    img = fast_image(3, 32 << 20, seed=1210)
+    total = sum(d.size for d in img.manifest().layers)
+    config = img.manifest().config.size
+    storage = CountingStorage()
+    rng = random.Random(1211)
+    out = tmp_path / "img.tar"
+    rounds: list[tuple[int, int, int]] = []  # (claimed by the plan, missing, re-fetched)
+    with RegistryServer("127.0.0.1:0", storage=storage) as reg:
+        ref = push(reg, "resume/tarkill", img)
+        storage.take()
+        for _ in range(KILLS):
+            p = _cli(["pull", ref, str(out)])
+            for _ in range(2000):  # bounded: until layer bytes flow
+                if storage.served > config or p.poll() is not None:
+                    break
+                time.sleep(0.005)
+            time.sleep(rng.uniform(0.0, 0.3))
+            p.send_signal(signal.SIGKILL)
+            p.communicate(timeout=60)
+            storage.take()
+            if out.exists():  # it finished before the kill
+                out.unlink()
+                continue
+            plan_path = out.parent / ".img.tar.pull.json"
+            claimed = _written(json.loads(plan_path.read_text())) if plan_path.exists() else 0
+            p = _cli(["pull", ref, str(out)])
+            _, err = p.communicate(timeout=120)
+            assert p.returncode == 0, err
+            fetched = storage.take() - config
+            rounds.append((claimed, total - claimed, fetched))
+            assert fetched <= total - claimed + CHUNK * 3, rounds[-1]
+            assert _beside(out) == ["img.tar"]
+            img_back = tarball.image_from_path(out)
+            assert img_back.digest() == img.digest()
+            out.unlink()
+    claimed = sum(r[0] for r in rounds)
+    missing = sum(r[1] for r in rounds)
+    fetched = sum(r[2] for r in rounds)
+    print(
+        f"\n{len(rounds)} kills mid-pull: plans claimed {claimed} bytes, missing {missing},"
+        f" re-fetched {fetched} (ratio {fetched / max(missing, 1):.4f}), 0 leftover files"
+    )
+    assert rounds and claimed >= CHECKPOINT  # some kill came after a checkpoint

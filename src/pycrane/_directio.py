@@ -78,6 +78,11 @@ class DirectWriter:
         self.written = 0
 
     @property
+    def flushed(self) -> int:
+        """The file offset up to which the bytes given are written (the rest is buffered)."""
+        return self._off
+
+    @property
     def direct(self) -> bool:
         """Whether writes may still bypass the page cache (False after a fallback)."""
         return self._want

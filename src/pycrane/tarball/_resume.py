@@ -8,16 +8,19 @@ a function of the images alone. Beside the target ``T`` live:
   member has verified.
 - ``.T.pull.lock``: held (:mod:`pycrane._ownership`) by its writer for the file's
   whole life, so a later run can tell at once that the writer is gone.
-- ``.T.pull.json``: the plan an interruption (Ctrl-C, SIGTERM, a lost network)
-  leaves: the images' key (manifest digests and tags) and, for each layer region,
-  its offset, size, digest and how many bytes were written.
+- ``.T.pull.json``: the plan: the images' key (manifest digests and tags) and, for
+  each layer region, its offset, size, digest and how many bytes were written.
+  An interruption (Ctrl-C, SIGTERM, a lost network) writes it when it stops; while
+  the layers stream it is also rewritten every :data:`CHECKPOINT` bytes, so a
+  writer killed outright (``kill -9``) leaves a plan that is at most that much
+  behind.
 
 A later pull to ``T`` that takes the lock adopts the file when the plan's key is
 its own and the regions are where it puts them; each region's written prefix is
 hashed again, the rest is fetched with ``Range``, and every member is verified
 before anything is published (a prefix that does not verify is fetched whole). A
 plan for other images, an unreadable one, or a file without a plan (its writer
-was killed before it could write one) is discarded. A run that cannot take the
+was killed before its first checkpoint) is discarded. A run that cannot take the
 lock (another live pull to ``T``, a file system without locks) writes to a fresh
 temp file instead, as before.
 """
@@ -38,6 +41,8 @@ __all__ = ["Member", "ResumableOutput"]
 
 SUFFIX = ".pull"
 _VERSION = 1
+#: Layer bytes between two plan checkpoints of a running pull.
+CHECKPOINT = 16 << 20
 
 #: A layer region: (offset, size, digest).
 Member = tuple[int, int, Digest]
@@ -79,6 +84,10 @@ class ResumableOutput:
             return None
         try:
             plan_path = target.parent / f".{target.name}{SUFFIX}.json"
+            # Only the lock's holder writes plans: a temp file of one is a dead writer's.
+            for name in _fs.listdir(target.parent):
+                if name.startswith(f".{plan_path.name}.") and name.endswith(".tmp"):
+                    _fs.discard(target.parent / name)
             plan = _read_plan(plan_path, key)
             if plan is None:  # nothing to adopt: whatever a dead writer left goes
                 _fs.discard(plan_path)
@@ -139,6 +148,14 @@ class ResumableOutput:
             self._release()
             _remove_empty(self._made)
 
+    def checkpoint(self, key: str, members: list[Member], written: Mapping[int, int]) -> None:
+        """Record the progress so far, so that even a killed writer's file can be continued
+        (best effort; what it claims is verified like any kept prefix)."""
+        if self._done:
+            return
+        with contextlib.suppress(OSError):
+            _fs.atomic_write_bytes(self.plan_path, _plan(key, members, written), durable=False)
+
     def keep(self, key: str, members: list[Member], written: Mapping[int, int]) -> int:
         """After an interruption: keep the file and write its plan; returns the bytes kept
         (0: nothing worth keeping, and everything was removed)."""
@@ -148,19 +165,11 @@ class ResumableOutput:
         if total <= 0:
             self.abort()
             return 0
-        plan = {
-            "version": _VERSION,
-            "key": key,
-            "members": [
-                {"offset": o, "size": s, "digest": str(d), "written": min(written.get(o, 0), s)}
-                for o, s, d in members
-            ],
-        }
         try:
             self.file.flush()
             _fs.fsync_file(self.file)
             self.file.close()
-            _fs.atomic_write_bytes(self.plan_path, json.dumps(plan).encode())
+            _fs.atomic_write_bytes(self.plan_path, _plan(key, members, written))
         except BaseException:
             self.abort()
             raise
@@ -175,6 +184,18 @@ class ResumableOutput:
             # Retry like any sharing violation; a file someone holds open stays.
             with contextlib.suppress(OSError):
                 _fs.unlink(self.lock_path)
+
+
+def _plan(key: str, members: list[Member], written: Mapping[int, int]) -> bytes:
+    plan = {
+        "version": _VERSION,
+        "key": key,
+        "members": [
+            {"offset": o, "size": s, "digest": str(d), "written": min(written.get(o, 0), s)}
+            for o, s, d in members
+        ],
+    }
+    return json.dumps(plan).encode()
 
 
 def _read_plan(path: Path, key: str) -> dict[str, Any] | None:

@@ -35,7 +35,7 @@ from pycrane._rollback import OutputFile, add_note, is_interruption
 from pycrane.compression import CHUNK
 from pycrane.errors import TarballError
 from pycrane.progress import NULL_PROGRESS, ProgressSink
-from pycrane.tarball._resume import Member, ResumableOutput
+from pycrane.tarball._resume import CHECKPOINT, Member, ResumableOutput
 from pycrane.v1.digest import Digest, DigestHasher, VerifyingReader, verifying
 
 __all__ = ["TarSink", "Target"]
@@ -96,6 +96,8 @@ class TarSink:
         #: Reserved regions, and the bytes written into each (by offset) so far.
         self._members: list[Member] = []
         self._written: dict[int, int] = {}
+        self._since = 0  # layer bytes written since the last checkpoint
+        self._checkpoint_lock = threading.Lock()
         if isinstance(target, (str, os.PathLike)):
             # The archive is written beside the target and replaces it only when whole.
             if resume_key is not None:
@@ -300,12 +302,14 @@ class TarSink:
                         hasher.update(data)
                     if direct is not None:
                         direct.write(data)
+                        self._written[offset] = direct.flushed - offset
                     else:
                         _fs.write_all(f, data)
                         writeback.wrote(len(data))
                         self._written[offset] = have + n + len(data)
                     n += len(data)
                     self.progress.advance(digest, len(data))
+                    self._checkpoint(len(data))
                 if direct is not None:
                     direct.finish()
                     self._written[offset] = have + n
@@ -320,6 +324,18 @@ class TarSink:
                 if direct is not None:
                     direct.close()
         return n
+
+    def _checkpoint(self, n: int) -> None:
+        """Every CHECKPOINT layer bytes, record the progress in the kept plan (see _resume)."""
+        out = self._out
+        if not isinstance(out, ResumableOutput) or self._key is None:
+            return
+        with self._checkpoint_lock:
+            self._since += n
+            if self._since < CHECKPOINT:
+                return
+            self._since = 0
+            out.checkpoint(self._key, self._members, dict(self._written))
 
     def add_symlink(self, name: str, target: str) -> None:
         self.ensure_dirs(name)
