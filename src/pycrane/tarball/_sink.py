@@ -97,6 +97,7 @@ class TarSink:
         self._members: list[Member] = []
         self._written: dict[int, int] = {}
         self._since = 0  # layer bytes written since the last checkpoint
+        self._started: set[int] = set()  # regions whose progress has started
         self._checkpoint_lock = threading.Lock()
         if isinstance(target, (str, os.PathLike)):
             # The archive is written beside the target and replaces it only when whole.
@@ -207,7 +208,7 @@ class TarSink:
 
         ``stop`` (set when another member failed) makes this give up at its next chunk.
         """
-        self.progress.start(digest, size, what)
+        self._start(offset, digest, size, what)
         checked = verifying(stream, digest, size, what)
         try:
             n = self._copy(offset, 0, cast(BinaryIO, checked), size, what, digest, stop)
@@ -216,6 +217,12 @@ class TarSink:
         if n != size or not checked.verified:
             raise TarballError(f"{what}: source ended early: expected {size} bytes, got {n}")
         self.progress.finish(digest)
+
+    def _start(self, offset: int, digest: Digest, size: int, what: str) -> None:
+        """Progress starts once per region (a resume that falls back to a full fetch)."""
+        if offset not in self._started:
+            self._started.add(offset)
+            self.progress.start(digest, size, what)
 
     def adopted(self) -> dict[int, int]:
         """Bytes an interrupted run already wrote per reserved region (by offset), when
@@ -239,7 +246,8 @@ class TarSink:
         whole member. False when it must be fetched whole instead (nothing to continue
         with, or the bytes do not verify)."""
         assert self._tmp is not None
-        self.progress.start(digest, size, what)
+        if have < size and at is None:
+            return False
         h = DigestHasher(digest.algorithm)
         with _fs.open_read(self._tmp) as r:
             r.seek(offset)
@@ -250,9 +258,9 @@ class TarSink:
                     return False
                 h.update(data)
                 left -= len(data)
+        self._start(offset, digest, size, what)
         if have < size:
-            if at is None:
-                return False
+            assert at is not None
             source, start = at(have)
             try:
                 if start != have:  # the registry ignored Range: the whole blob, from 0
@@ -263,6 +271,8 @@ class TarSink:
                 self._copy(offset, have, source, size, what, digest, stop, h)
             finally:
                 source.close()
+        else:
+            self.progress.advance(digest, have)
         if h.size != size or h.digest() != digest:
             self._written[offset] = 0
             return False
