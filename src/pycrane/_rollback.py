@@ -7,7 +7,8 @@ of output cover every command:
 - a file (``pull --format tarball|legacy``, ``export``, ``append``/``mutate -o``):
   :class:`OutputFile` writes a temp file beside the target and publishes it with one
   atomic replace on success; on any failure, ``KeyboardInterrupt`` included, the temp
-  file goes.
+  file goes. (A docker-save pull writes through :mod:`pycrane.tarball._resume`
+  instead, whose temp file an interruption keeps for the same pull to resume.)
 - a directory (``pull --format oci``): :func:`output_dir` removes the directory again
   if this call made it (or found it empty) and the work fails, unless its ``keep``
   says the failure leaves something worth keeping: an interrupted pull keeps its

@@ -89,6 +89,10 @@ def write(
     once straight into their places in the file; for a stream, the next
     ``jobs - 1`` layers are fetched into temp files while the current one is
     written. Both give the same bytes.
+
+    A path's temp file outlives an interruption (Ctrl-C, SIGTERM, a lost network,
+    even ``kill -9``) with a plan of its layer regions, and the same call later
+    continues it with ``Range`` requests (:mod:`pycrane.tarball._resume`).
     """
     entries = normalize_images(images)
     if not entries:
