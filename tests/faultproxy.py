@@ -92,6 +92,8 @@ class Logged:
     status: int | None = None
     fault: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    #: Response body bytes sent to the client (to count what a client downloaded).
+    sent: int = 0
 
 
 @dataclass
@@ -375,6 +377,7 @@ class FaultProxy:
             h.end_headers()
             if mutate is not None and mutate.kind == "drop":
                 h.wfile.write(data[: mutate.after])
+                entry.sent = len(data[: mutate.after])
                 h.wfile.flush()
                 h.close_connection = True
                 with contextlib.suppress(OSError):
@@ -382,5 +385,6 @@ class FaultProxy:
                 return
             if data:
                 h.wfile.write(data)
+                entry.sent = len(data)
         finally:
             conn.close()

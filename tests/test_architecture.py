@@ -22,7 +22,6 @@ PENDING_SPLITS = {
     "pycrane.layout.store",
     "pycrane.registry.disk",
     "pycrane.registry.handler",
-    "pycrane.tarball.read",
 }
 PENDING_CYCLES = [["pycrane.registry.handler", "pycrane.registry.server"]]
 

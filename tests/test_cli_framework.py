@@ -17,7 +17,7 @@ import pytest
 
 from pycrane.cli import _status as status
 from pycrane.cli import main
-from pycrane.cli._app import COMMANDS
+from pycrane.cli._app import _HIDDEN, COMMANDS
 from pycrane.cli._logging import REDACTED, redact
 from pycrane.cli._progress import RichProgress, wants_progress
 from pycrane.v1.digest import Digest
@@ -62,8 +62,12 @@ def test_help_lists_every_command_without_importing_them() -> None:
     assert "HEAVY [] 0" in p.stderr.decode()
     out = p.stdout.decode()
     for name in COMMANDS:
-        if name not in ("cp", "opt"):  # aliases stay out of the listing
+        if name not in _HIDDEN:
             assert f"  {name} " in out, name
+    # Aliases stay out of the listing, and so do the commands crane hides (edit, optimize).
+    assert {"cp", "opt", "edit", "optimize"} <= _HIDDEN
+    for name in _HIDDEN:
+        assert f"  {name} " not in out, name
 
 
 def test_every_command_module_imports_and_has_help(capsys: pytest.CaptureFixture[str]) -> None:
@@ -460,16 +464,23 @@ def test_completion_script_and_protocol() -> None:
         [sys.executable, "-m", "pycrane", "completion", "bash"], capture_output=True, timeout=60
     )
     assert p.returncode == 0 and b"_PYCRANE_COMPLETE" in p.stdout, p.stderr
-    env = {**os.environ, "COMP_WORDS": "pycrane edi", "COMP_CWORD": "1"}
-    env["_PYCRANE_COMPLETE"] = "bash_complete"
-    p = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys; sys.argv[0] = 'pycrane'; from pycrane.cli import run; run()",
-        ],
-        capture_output=True,
-        env=env,
-        timeout=60,
-    )
-    assert p.stdout.decode().split() == ["plain,edit"], p
+
+    def complete(words: str) -> list[str]:
+        env = {**os.environ, "COMP_WORDS": words, "COMP_CWORD": "1"}
+        env["_PYCRANE_COMPLETE"] = "bash_complete"
+        p = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys; sys.argv[0] = 'pycrane'; from pycrane.cli import run; run()",
+            ],
+            capture_output=True,
+            env=env,
+            timeout=60,
+        )
+        return p.stdout.decode().split()
+
+    assert complete("pycrane exp") == ["plain,export"]
+    # What crane hides (edit, optimize) cobra does not complete either.
+    assert complete("pycrane edi") == []
+    assert complete("pycrane opt") == []

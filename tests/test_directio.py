@@ -139,8 +139,8 @@ def test_store_writes_big_blobs_direct_and_small_ones_not(
     made: list[tuple[int | None, bool]] = []
     real = _directio.open_direct
 
-    def spy(f: Any, size: int | None) -> _directio.DirectWriter | None:
-        w = real(f, size)
+    def spy(f: Any, size: int | None, offset: int | None = None) -> _directio.DirectWriter | None:
+        w = real(f, size, offset)
         made.append((size, w is not None))
         return w
 
@@ -167,7 +167,7 @@ def test_store_writes_big_blobs_direct_and_small_ones_not(
 def test_store_with_fsync_off_never_goes_direct(
     direct_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def boom(f: Any, size: int | None) -> None:
+    def boom(f: Any, size: int | None, offset: int | None = None) -> None:
         raise AssertionError("open_direct called for a store without fsync")
 
     monkeypatch.setattr(_directio, "open_direct", boom)

@@ -419,3 +419,123 @@ def test_waiting_for_a_lock_holder_stops_with_the_job(tmp_path: Path) -> None:
     finally:
         lock.release()
     assert not s.path(d).exists()
+
+
+# -- partial downloads that outlive their writer, and owner-tokened temps (issue 12) ---------
+
+
+def _resumable(data: bytes, asked: list[int], start: int | None = None) -> Any:
+    def resume(offset: int) -> tuple[io.BytesIO, int]:
+        asked.append(offset)
+        at = offset if start is None else start
+        return io.BytesIO(data[at:]), at
+
+    return resume
+
+
+def _no_full_download() -> io.BytesIO:
+    raise AssertionError("the partial should have been resumed")
+
+
+@pytest.mark.parametrize("windows", [False, True], ids=["posix", "windows-rules"])
+def test_a_dead_writers_partial_is_resumed_from_where_it_stopped(
+    tmp_path: Path, windows: bool, windows_fs: Any
+) -> None:
+    if windows:
+        windows_fs(tmp_path, rename_window=0.002, antivirus=0.3, seed=3)
+    data = os.urandom(BIG + 12345)
+    d = _d(data)
+    s = BlobStore(tmp_path)
+    s.ingest_dir.mkdir(parents=True)
+    s.partial_path(d).write_bytes(data[:777_777])  # what a killed writer left
+    asked: list[int] = []
+    got = s.put_from(_no_full_download, digest=d, size=len(data), resume=_resumable(data, asked))
+    assert got == (d, len(data)) and asked == [777_777]
+    assert s.read_bytes(d) == data
+    assert [p.name for p in s.ingest_dir.iterdir()] == []
+
+
+def test_a_resume_that_starts_over_truncates_the_partial(tmp_path: Path) -> None:
+    data = os.urandom(BIG)
+    d = _d(data)
+    s = BlobStore(tmp_path)
+    s.ingest_dir.mkdir(parents=True)
+    s.partial_path(d).write_bytes(data[:1000] + b"garbage beyond what is needed")
+    asked: list[int] = []
+    s.put_from(_no_full_download, digest=d, size=len(data), resume=_resumable(data, asked, 0))
+    assert asked == [1029] and s.read_bytes(d) == data
+    assert [p.name for p in s.ingest_dir.iterdir()] == []
+
+
+def test_a_partial_that_does_not_verify_is_fetched_again_whole(tmp_path: Path) -> None:
+    data = os.urandom(BIG)
+    d = _d(data)
+    s = BlobStore(tmp_path)
+    s.ingest_dir.mkdir(parents=True)
+    s.partial_path(d).write_bytes(b"\0" * 5000)  # torn by a power cut: not the blob's bytes
+    asked: list[int] = []
+    opened: list[int] = []
+
+    def full() -> io.BytesIO:
+        opened.append(1)
+        return io.BytesIO(data)
+
+    assert s.put_from(full, digest=d, size=len(data), resume=_resumable(data, asked)) == (
+        d,
+        len(data),
+    )
+    assert asked == [5000] and opened == [1]
+    assert [p.name for p in s.ingest_dir.iterdir()] == []
+
+
+def test_an_interrupted_write_keeps_its_partial_and_a_mismatch_drops_it(tmp_path: Path) -> None:
+    data = os.urandom(BIG)
+    d = _d(data)
+    s = BlobStore(tmp_path)
+
+    def interrupted() -> Any:
+        yield data[: 1 << 20]
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        s.put_from(interrupted, digest=d, size=len(data))
+    assert s.partial_path(d).stat().st_size == 1 << 20
+    assert s.partial_bytes() == (1, 1 << 20)
+    assert s.sweep(older_than=0) == 0  # kept for the next writer to resume
+    with pytest.raises(DigestMismatch):
+        s.put_from(lambda: io.BytesIO(os.urandom(BIG)), digest=d, size=len(data))
+    assert [p.name for p in s.ingest_dir.iterdir()] == []
+    assert s.drop_partials() == 0
+
+
+def test_a_dead_writers_temp_files_go_at_once_a_live_ones_never(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    s = BlobStore(tmp_path)
+    code = (
+        "import sys; from pycrane.layout import BlobStore; "
+        "f, p, t = BlobStore(sys.argv[1])._mkstemp('x'); f.write(b'1'); f.flush(); "
+        "print(p.name, flush=True); sys.stdin.read()"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    name = proc.stdout.readline().strip()
+    mine, path, token = s._mkstemp("mine")
+    try:
+        assert s.clean_ingests(older_than=0) == []
+        assert (s.ingest_dir / name).exists()
+    finally:
+        proc.kill()
+        proc.wait()
+        mine.close()
+    removed = {e.name for e in s.clean_ingests() if e.removed}
+    assert name in removed and path.name not in removed  # ours is alive: we hold its owner
+    path.unlink()
+    s._disown(token)
+    assert [p.name for p in s.ingest_dir.iterdir()] == []

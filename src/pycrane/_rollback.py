@@ -9,7 +9,9 @@ of output cover every command:
   atomic replace on success; on any failure, ``KeyboardInterrupt`` included, the temp
   file goes.
 - a directory (``pull --format oci``): :func:`output_dir` removes the directory again
-  if this call made it (or found it empty) and the work fails.
+  if this call made it (or found it empty) and the work fails, unless its ``keep``
+  says the failure leaves something worth keeping: an interrupted pull keeps its
+  verified blobs and partial downloads for the next run to resume (issue 12).
 
 Both also remove the parent directories they had to create, deepest first, as long
 as those are still empty. Every effect goes through :mod:`pycrane._fs`.
@@ -19,14 +21,35 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
 from pycrane import _fs
 
-__all__ = ["OutputFile", "output_dir", "output_file"]
+__all__ = ["OutputFile", "add_note", "is_interruption", "output_dir", "output_file"]
+
+
+def is_interruption(exc: BaseException) -> bool:
+    """Ctrl-C, SIGTERM (the CLI raises KeyboardInterrupt for it), an exit, or a lost
+    network: failures after which running the same command again should resume."""
+    from pycrane.errors import TransportError
+
+    return isinstance(exc, KeyboardInterrupt | SystemExit | TransportError)
+
+
+def add_note(exc: BaseException, note: str) -> None:
+    """``exc.add_note(note)`` (Python 3.11+), also on 3.10: the CLI prints the notes."""
+    adder = getattr(exc, "add_note", None)
+    if adder is not None:
+        adder(note)
+        return
+    notes = getattr(exc, "__notes__", None)
+    if not isinstance(notes, list):
+        notes = []
+        exc.__notes__ = notes  # type: ignore[attr-defined]
+    notes.append(note)
 
 
 def _missing_dirs(path: Path) -> list[Path]:
@@ -127,19 +150,24 @@ def output_file(target: str | os.PathLike[str], *, durable: bool = True) -> Iter
 
 
 @contextlib.contextmanager
-def output_dir(path: str | os.PathLike[str]) -> Iterator[bool]:
+def output_dir(
+    path: str | os.PathLike[str], *, keep: Callable[[BaseException], bool] | None = None
+) -> Iterator[bool]:
     """Undo a directory output on failure; yields whether the directory is new.
 
     New means missing or empty: it then holds nothing of value until the work
     succeeds, so a failure removes it (an empty one is emptied again) with the
-    parents made for it. A directory that held something is the caller's to restore.
+    parents made for it, unless ``keep(exception)`` is true. A directory that held
+    something is the caller's to restore.
     """
     p = Path(path)
     made = _missing_dirs(p)
     empty = not made and p.is_dir() and not _fs.listdir(p)
     try:
         yield bool(made) or empty
-    except BaseException:
+    except BaseException as e:
+        if keep is not None and keep(e):
+            raise
         if made:
             _fs.rmtree(p)
             _remove_empty(made[1:])

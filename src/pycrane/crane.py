@@ -191,26 +191,58 @@ def _pull_layout(
     """Append ``objs`` to the layout at ``path``; a failure leaves it as it was.
 
     Each append is atomic (index.json changes last, under its lock), so an existing
-    layout keeps its entries whatever happens, and the blobs this call added that no
-    entry references are removed again. A new layout (a missing or empty directory)
-    holds nothing of value until the first append, and is removed on any failure,
-    Ctrl-C included (:func:`pycrane._rollback.output_dir`).
+    layout keeps its entries whatever happens, and on a failure the blobs and partial
+    downloads this call added are removed again; a new layout (a missing or empty
+    directory) is removed whole (:func:`pycrane._rollback.output_dir`).
+
+    An interruption is different (Ctrl-C, SIGTERM, a lost network:
+    :func:`pycrane._rollback.is_interruption`): what was downloaded stays, verified
+    blobs in ``blobs/`` and partial downloads in ``ingest/`` (no index.json entry
+    refers to either), so that running the same pull again resumes where this one
+    stopped. The exception then carries a note saying so, which the CLI prints.
     """
-    from pycrane._rollback import output_dir
+    from pycrane._rollback import add_note, is_interruption, output_dir
     from pycrane.layout import Layout
 
-    with output_dir(path) as new:
+    kept: list[str] = []
+    with output_dir(path, keep=lambda e: bool(kept) and is_interruption(e)) as new:
         layout = Layout.open_or_create(path)
-        before = None if new else set(layout.store.digests())
+        before: set[Digest] = set() if new else set(layout.store.digests())
         try:
             for ref, obj in zip(refs, objs, strict=True):
                 layout.append(
                     obj, ref_name=str(ref) if annotate_ref else None, jobs=jobs, progress=progress
                 )
-        except BaseException:
-            if before is not None:
+        except BaseException as e:
+            if is_interruption(e):
+                note = _kept_note(layout, before)
+                if note:
+                    kept.append(note)
+                    add_note(e, note)
+                    raise
+            if not new:
                 _drop_unreferenced(layout, before)
+                layout.store.drop_partials()
             raise
+
+
+def _kept_note(layout: Layout, before: set[Digest]) -> str | None:
+    """What an interrupted pull keeps for the next run, in one phrase (None: nothing)."""
+    try:
+        blobs = [d for d in layout.store.digests() if d not in before]
+        blob_bytes = sum(layout.store.size(d) or 0 for d in blobs)
+        partials, partial_bytes = layout.store.partial_bytes()
+    except OSError:
+        return None
+    total = blob_bytes + partial_bytes
+    if not total:
+        return None
+    return (
+        f"kept {total / (1 << 20):.1f} MiB of downloads in {layout.path} "
+        f"({len(blobs)} complete blob{'' if len(blobs) == 1 else 's'}, {partials} partial in "
+        f"{layout.store.ingest_dir}); "
+        "run the same command again to resume"
+    )
 
 
 def _drop_unreferenced(layout: Layout, before: set[Digest]) -> None:

@@ -43,6 +43,12 @@ def _no_args_is_help() -> type[click.UsageError]:
     return getattr(click.exceptions, "NoArgsIsHelpError", type("_Never", (click.UsageError,), {}))
 
 
+def _noted(message: str, exc: BaseException) -> str:
+    """``message`` with the exception's notes (e.g. what an interrupted pull kept)."""
+    notes = [str(n) for n in getattr(exc, "__notes__", ()) or ()]
+    return "; ".join([message, *notes])
+
+
 def _error(message: str) -> None:
     from pycrane.cli._logging import redact
 
@@ -130,10 +136,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except out.StdoutClosed:
         _silence_stdout()
         return status.BROKEN_PIPE
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except (KeyboardInterrupt, click.exceptions.Abort) as e:
         if debug:
             traceback.print_exc()
-        _error("interrupted")
+        _error(_noted("interrupted", e))
         return status.INTERRUPTED
     except _NoArgsIsHelp as e:
         # `pycrane` or `pycrane auth` alone: show the help, as crane does (not an error).
@@ -155,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PycraneError as e:
         if debug:
             traceback.print_exc()
-        _error(str(e) or type(e).__name__)
+        _error(_noted(str(e) or type(e).__name__, e))
         return status.ERROR
     except OSError as e:
         if debug:

@@ -50,7 +50,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     ),
     "version": ("version", "version", "Print pycrane's version."),
 }
-_HIDDEN = {"cp", "opt"}
+#: Not listed in ``--help`` (aliases, and what crane hides: ``edit``, ``optimize``).
+_HIDDEN = {"cp", "opt", "edit", "optimize"}
 
 
 class LazyGroup(click.Group):

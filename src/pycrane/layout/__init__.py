@@ -18,21 +18,39 @@ are verified, synced and published without ever replacing a file, and
 
 from pycrane.layout.layout import (
     LAYOUT_VERSION,
+    GcResult,
     Layout,
     LayoutImage,
     LayoutIndex,
     LayoutLayer,
     LayoutRootIndex,
 )
-from pycrane.layout.store import BlobStore, BlobWriter
+from pycrane.layout.memory import MemoryBlobStore, StoreFull
+from pycrane.layout.roles import BlobIngester, BlobManager, BlobReader, Blobs, Ingest
+from pycrane.layout.store import BlobStore, BlobWriter, StaleIngest
+
+
+def _conforms(disk: BlobStore, memory: MemoryBlobStore) -> tuple[Blobs, Blobs]:
+    """Never called: mypy checks here that both stores implement every role."""
+    return disk, memory
+
 
 __all__ = [
     "LAYOUT_VERSION",
+    "BlobIngester",
+    "BlobManager",
+    "BlobReader",
     "BlobStore",
     "BlobWriter",
+    "Blobs",
+    "GcResult",
+    "Ingest",
     "Layout",
     "LayoutImage",
     "LayoutIndex",
     "LayoutLayer",
     "LayoutRootIndex",
+    "MemoryBlobStore",
+    "StaleIngest",
+    "StoreFull",
 ]

@@ -21,7 +21,6 @@ import contextlib
 import json
 import os
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
@@ -37,7 +36,7 @@ from pycrane.errors import (
     StoreError,
     VerificationError,
 )
-from pycrane.layout.store import BlobStore
+from pycrane.layout.store import BlobStore, StaleIngest
 from pycrane.progress import ProgressSink
 from pycrane.v1 import mediatypes as mt
 from pycrane.v1.descriptor import ANNOTATION_REF_NAME, Descriptor
@@ -56,6 +55,7 @@ from pycrane.v1.platform import Platform
 
 __all__ = [
     "LAYOUT_VERSION",
+    "GcResult",
     "Layout",
     "LayoutImage",
     "LayoutIndex",
@@ -182,13 +182,28 @@ class Layout:
             self.store.sweep()
             self._sweep_root()
 
-    def _sweep_root(self, older_than: float = 3600.0) -> None:
-        cutoff = time.time() - older_than
-        for entry in _fs.walk_files(self.path):
-            if entry.name.startswith("." + _INDEX_JSON) and entry.name.endswith(".tmp"):
-                with contextlib.suppress(OSError):
-                    if entry.stat().st_mtime < cutoff:
-                        _fs.unlink(entry.path, budget=0)
+    def _sweep_root(self) -> None:
+        """Remove temp files of ``index.json`` and ``oci-layout`` whose writer is gone.
+
+        They are only written under the layout lock: when it is free, nobody writes them.
+        """
+        temps = [
+            e.path
+            for e in _fs.walk_files(self.path)
+            if e.name.startswith(("." + _INDEX_JSON + ".", "." + _OCI_LAYOUT + "."))
+            and e.name.endswith(".tmp")
+        ]
+        if not temps:
+            return
+        import filelock
+
+        try:
+            with filelock.FileLock(self.path / _LOCK, timeout=0, thread_local=False):
+                for path in temps:
+                    with contextlib.suppress(OSError):
+                        _fs.unlink(path, budget=0)
+        except filelock.Timeout:
+            return  # a writer is at work: its temp files are its own
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -370,6 +385,7 @@ class Layout:
                     size=desc.size,
                     progress=progress,
                     stop=stop,
+                    resume=getattr(source, "compressed_at", None),
                 )
 
         bounded_map(lambda item: write_one(*item), plan.blobs.values(), jobs, stop=stop)
@@ -546,13 +562,15 @@ class Layout:
                 )
         return seen
 
-    def gc(self) -> list[Digest]:
+    def gc(self) -> GcResult:
         """Delete blobs no longer reachable from ``index.json``; returns what was deleted.
 
-        On Windows a blob someone holds open cannot be deleted: it is skipped (after a
+        Also removes what dead writers left in ``ingest/`` (partial downloads included),
+        listed in the result's ``ingests``; a live writer's files are never touched. On
+        Windows a blob someone holds open cannot be deleted: it is skipped (after a
         short retry) and left for the next gc.
         """
-        deleted: list[Digest] = []
+        deleted = GcResult()
         with self.lock():
             keep = self._reachable()
             for digest in list(self.store.digests()):
@@ -565,8 +583,18 @@ class Layout:
                     if not _fs.is_transient(e):
                         raise
             with contextlib.suppress(OSError):
-                self.store.sweep()
-        return sorted(deleted)
+                deleted.ingests = self.store.clean_ingests(partials=True)
+        deleted.sort()
+        return deleted
+
+    def stale_ingests(self) -> list[StaleIngest]:
+        """Clean ``ingest/`` as opening a layout for writing does, and list what dead writers
+        left: their temp files are removed, their partial downloads kept (``removed`` False)
+        for the next pull to resume; :meth:`gc` removes those too."""
+        try:
+            return self.store.clean_ingests()
+        except OSError:
+            return []
 
     def validate(self, fast: bool = False) -> list[str]:
         """Problems found in the layout (an empty list means it is sound).
@@ -635,6 +663,18 @@ class Layout:
                         f"is not the config's diff_id {want}"
                     )
         return problems
+
+
+class GcResult(list[Digest]):
+    """The blobs :meth:`Layout.gc` deleted (a list of digests, sorted), and in
+    ``ingests`` what it removed from ``ingest/``: dead writers' temp files, partial
+    downloads and lock files."""
+
+    ingests: list[StaleIngest]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ingests = []
 
 
 def _is_digest(value: str) -> bool:

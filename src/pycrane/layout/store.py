@@ -13,8 +13,18 @@ Inside a process, writes of one digest are single-flight: other threads wait for
 the first writer and reuse its result without any I/O. Across processes, a blob
 of :data:`SHARED_WRITE_MIN` bytes or more is written under a lock on
 ``ingest/<alg>-<hex>.lock``: a second process waits for the first (as long as its
-temp file grows) and then finds the blob, instead of downloading it again. The
-lock only saves work; correctness never depends on it.
+file grows) and then finds the blob, instead of downloading it again.
+
+Such a blob is written to ``ingest/<alg>-<hex>.partial``, named by its digest, and
+that file outlives an interrupted writer (Ctrl-C, a lost network, SIGKILL). The
+next writer of the digest takes the lock, hashes what the partial holds, asks the
+source for the rest (``resume``: a registry ``Range`` request), and verifies the
+digest over the whole blob before publishing; a source that can only start over
+(a registry answering 200) truncates the partial, and a resumed blob that does not
+verify is downloaded once more from the start. Nothing trusts a partial's bytes
+before that check, so a crash at any byte is harmless. Every other temp file
+carries its owner's token (:mod:`pycrane._ownership`), so a sweep removes a dead
+writer's temps at once and never a live one's (:mod:`pycrane.layout._ingest`).
 """
 
 from __future__ import annotations
@@ -28,9 +38,9 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 
-from pycrane import _directio, _fs
+from pycrane import _directio, _fs, _ownership
 from pycrane._concurrency import Stopped
 from pycrane.compression import CHUNK
 from pycrane.errors import (
@@ -39,14 +49,13 @@ from pycrane.errors import (
     NotFoundError,
     SizeMismatch,
     StoreError,
+    VerificationError,
 )
+from pycrane.layout._ingest import PARTIAL_SUFFIX, StaleIngest, sweep
 from pycrane.progress import ProgressSink
 from pycrane.v1.digest import ALGORITHMS, Digest, DigestHasher, VerifyingReader
 
-if TYPE_CHECKING:
-    import filelock  # imported where a lock is taken: ~9 ms most commands never need
-
-__all__ = ["BlobStore", "BlobWriter"]
+__all__ = ["BlobStore", "BlobWriter", "Resume", "StaleIngest"]
 
 log = logging.getLogger("pycrane.layout")
 
@@ -60,6 +69,9 @@ _POLL = 0.25
 _SAFE_REF = re.compile(r"[^A-Za-z0-9._-]")
 
 Source = bytes | bytearray | memoryview | BinaryIO | Iterable[bytes]
+#: Opens a source at a byte offset: returns the stream and where it really starts
+#: (0 when the other side can only send the whole blob, e.g. a registry ignoring Range).
+Resume = Callable[[int], tuple[Source, int]]
 
 
 class _Flight:
@@ -95,6 +107,10 @@ def _chunks(source: Source) -> Iterator[bytes | memoryview]:
     for chunk in source:
         if chunk:
             yield chunk
+
+
+class _Unverified(StoreError):
+    """A self-verifying source ended without its verdict (the partial is not trusted)."""
 
 
 class _Counter:
@@ -142,6 +158,8 @@ class BlobStore:
         self.lock_timeout = lock_timeout
         self._key = os.path.normcase(os.path.abspath(self.root))
         self._made: set[str] = set()
+        #: Digests whose partial download this store object wrote and did not finish.
+        self._partials: set[Digest] = set()
         # Tests turn this off to make threads behave like separate processes.
         self._single_flight = True
 
@@ -168,14 +186,39 @@ class BlobStore:
             _fs.ensure_dir(sub, durable=self.fsync)
             self._made.add(key)
 
-    def _mkstemp(self, prefix: str) -> tuple[BinaryIO, Path]:
-        """A temp file in ``ingest/`` (recreated if someone removed the directory)."""
+    def _mkstemp(self, label: str) -> tuple[BinaryIO, Path, str | None]:
+        """A temp file ``<label>.<owner token>.<n>.tmp`` in ``ingest/`` and its token.
+
+        The token keeps this process's ownership lock held until :meth:`_disown`
+        is called for it, once the temp file is gone. The directory is made again
+        if someone removed it.
+        """
         self._ensure(self.ingest_dir)
-        try:
-            return _fs.mkstemp(self.ingest_dir, prefix=prefix, suffix=".tmp")
-        except FileNotFoundError:
-            self._ensure(self.ingest_dir, again=True)
-            return _fs.mkstemp(self.ingest_dir, prefix=prefix, suffix=".tmp")
+        owner = _ownership.owner(self.ingest_dir)
+        for attempt in (0, 1):
+            token = None
+            try:
+                token = owner.acquire()
+                prefix = f"{label}.{token}." if token is not None else f"{label}."
+                f, path = _fs.mkstemp(self.ingest_dir, prefix=prefix, suffix=".tmp")
+                return f, path, token
+            except FileNotFoundError:
+                owner.release(token)
+                if attempt:
+                    raise
+                self._ensure(self.ingest_dir, again=True)
+            except BaseException:
+                owner.release(token)
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _disown(self, token: str | None) -> None:
+        """The temp file made with ``token`` is gone: drop this process's share of the lock."""
+        _ownership.owner(self.ingest_dir).release(token)
+
+    def partial_path(self, digest: Digest) -> Path:
+        """Where an interrupted download of ``digest`` is kept for a later run to resume."""
+        return self.ingest_dir / f"{digest.algorithm}-{digest.hex}{PARTIAL_SUFFIX}"
 
     # ------------------------------------------------------------------ reads
 
@@ -276,16 +319,20 @@ class BlobStore:
         size: int | None = None,
         progress: ProgressSink | None = None,
         stop: threading.Event | None = None,
+        resume: Resume | None = None,
     ) -> tuple[Digest, int]:
         """Like :meth:`put`, but the source is opened only if the blob must be written.
 
         For lazy layers (a registry GET, a tarball member) whose opening costs I/O.
         A stream the opener returns is closed afterwards. Once ``stop`` is set (another
         transfer of the same job failed), the write gives up at its next chunk.
+        ``resume(offset)`` opens the source at ``offset``: with it, a partial download
+        of this digest that an interrupted writer left is continued rather than
+        started again (see the module docstring).
         """
         if size is not None and size < 0:
             size = None
-        return self._put_digest(opener, Digest.parse(digest), size, progress, True, stop)
+        return self._put_digest(opener, Digest.parse(digest), size, progress, True, stop, resume)
 
     def _put_digest(
         self,
@@ -295,9 +342,10 @@ class BlobStore:
         progress: ProgressSink | None,
         close: bool,
         stop: threading.Event | None = None,
+        resume: Resume | None = None,
     ) -> tuple[Digest, int]:
         if not self._single_flight:
-            return self._put_known(opener, digest, size, progress, close, stop)
+            return self._put_known(opener, digest, size, progress, close, stop, resume)
         key = (self._key, digest)
         while True:
             with _flights_lock:
@@ -317,7 +365,7 @@ class BlobStore:
                     return got
                 continue  # the first writer failed: try with our own source
             try:
-                result = self._put_known(opener, digest, size, progress, close, stop)
+                result = self._put_known(opener, digest, size, progress, close, stop, resume)
                 flight.result = result
                 return result
             finally:
@@ -333,6 +381,7 @@ class BlobStore:
         progress: ProgressSink | None,
         close: bool,
         stop: threading.Event | None = None,
+        resume: Resume | None = None,
     ) -> tuple[Digest, int]:
         have = self._trusted_size(digest, size)
         big = size is None or size >= SHARED_WRITE_MIN
@@ -346,6 +395,8 @@ class BlobStore:
                     progress.start(digest, have, "exists")
                     progress.finish(digest, skipped=True)
                 return digest, have
+            if lock is not None:
+                return self._write_partial(opener, resume, digest, size, progress, close, stop)
             source = opener()
             try:
                 return self._write(source, digest, size, progress, stop)
@@ -355,42 +406,39 @@ class BlobStore:
                     closer()
         finally:
             if lock is not None:
-                lock.release()
-                # Best effort: a process still waiting on this file then finds the
-                # blob; one that made a new lock file does the same.
-                _fs.discard(lock.lock_file)
+                # Removed while still held (POSIX): a process waiting on this file then
+                # takes a new one, and finds the blob.
+                lock.release(remove=True)
 
     def _wait_for_other_writers(
         self, digest: Digest, stop: threading.Event | None
-    ) -> filelock.BaseFileLock | None:
+    ) -> _ownership.Held | None:
         """Take the cross-process write lock of ``digest``; None to write without it.
 
-        A holder that stops making progress (its temp file has not grown for
-        ``lock_timeout`` seconds) is presumed stuck, and this process writes anyway.
+        A holder that stops making progress (its partial file has not grown for
+        ``lock_timeout`` seconds) is presumed stuck, and this process writes anyway
+        (to a temp file of its own, never to the holder's partial).
         """
-        import filelock
-
         self._ensure(self.ingest_dir)
-        lock = filelock.FileLock(
-            self.ingest_dir / f"{digest.algorithm}-{digest.hex}.lock",
-            timeout=_POLL,
-            thread_local=False,
-        )
+        path = self.ingest_dir / f"{digest.algorithm}-{digest.hex}.lock"
         prefix = digest.hex[:12] + "."
         seen = -1
         deadline = time.monotonic() + self.lock_timeout
         while True:
             try:
-                lock.acquire()
-                return lock
-            except filelock.Timeout:
-                pass
+                held = _ownership.try_lock(path)
+            except FileNotFoundError:
+                self._ensure(self.ingest_dir, again=True)
+                continue
             except OSError as e:
                 log.debug("blob %s: no write lock (%s); writing without it", digest, e)
                 return None
+            if held is not None:
+                return held
             if stop is not None and stop.is_set():
                 raise Stopped(f"blob {digest}")
-            grown = self._temp_bytes(prefix)
+            time.sleep(_POLL)
+            grown = self._temp_bytes(prefix, self.partial_path(digest))
             if grown != seen:
                 seen = grown
                 deadline = time.monotonic() + self.lock_timeout
@@ -398,9 +446,12 @@ class BlobStore:
                 log.debug("blob %s: its writer made no progress; writing it too", digest)
                 return None
 
-    def _temp_bytes(self, prefix: str) -> int:
+    def _temp_bytes(self, prefix: str, partial: Path | None = None) -> int:
         """How many bytes the temp files of one digest hold (another writer's progress)."""
         total = 0
+        if partial is not None:
+            st = _fs.stat(partial)
+            total += st.st_size if st is not None else 0
         try:
             with os.scandir(self.ingest_dir) as it:
                 for e in it:
@@ -458,7 +509,7 @@ class BlobStore:
     ) -> tuple[Digest, int]:
         what = f"blob {digest}" if digest is not None else "blob"
         algorithm = digest.algorithm if digest is not None else "sha256"
-        f, tmp = self._mkstemp(digest.hex[:12] + "." if digest is not None else "put.")
+        f, tmp, token = self._mkstemp(digest.hex[:12] if digest is not None else "put")
         # A source that verifies itself against this very digest (a remote layer's
         # stream) need not be hashed twice: count bytes and require its verdict.
         # Hashing is the largest CPU cost of a pull, so this halves it.
@@ -512,10 +563,161 @@ class BlobStore:
                 progress.finish(digest)
             return actual, h.size
         finally:
+            try:
+                if direct is not None:
+                    direct.close()
+                if os.path.lexists(tmp):
+                    _fs.discard(tmp)
+            finally:
+                self._disown(token)
+
+    def _write_partial(
+        self,
+        opener: Callable[[], Source],
+        resume: Resume | None,
+        digest: Digest,
+        size: int | None,
+        progress: ProgressSink | None,
+        close: bool,
+        stop: threading.Event | None,
+    ) -> tuple[Digest, int]:
+        """Write ``digest`` through its partial file, continuing what is there (lock held).
+
+        Only a failed verification removes the partial (a resumed one is then fetched
+        once more from the start); any other failure, an interruption included, keeps
+        it for the next writer.
+        """
+        path = self.partial_path(digest)
+        what = f"blob {digest}"
+        st = _fs.stat(path)
+        have = st.st_size if st is not None and _fs.is_regular(st) else 0
+        if resume is None or (size is not None and have > size):
+            have = 0  # nothing can continue from there: start over
+        if st is None:
+            _fs.open_append(path).close()
+        self._partials.add(digest)
+        if progress is not None:
+            progress.start(digest, size)
+        while True:
+            f = _fs.open_update(path)
+            source: Source | None = None
+            resumed = False
+            try:
+                h = DigestHasher(digest.algorithm)
+                if have:
+                    have = self._hash_prefix(f, h, have, stop, what)
+                f.truncate(have)
+                f.seek(have)
+                if have and (size is None or have < size):
+                    assert resume is not None
+                    source, start = resume(have)
+                    if start != have:  # the whole blob again (a registry ignoring Range)
+                        h = DigestHasher(digest.algorithm)
+                        have = 0
+                        f.truncate(0)
+                        f.seek(0)
+                    resumed = have > 0
+                elif have:
+                    source, resumed = b"", True  # complete already: only verify it
+                else:
+                    source = opener()
+                if progress is not None and have:
+                    progress.advance(digest, have)
+                counter = self._fill(f, source, h, digest, size, progress, stop, what)
+                if self.fsync:
+                    _fs.fsync_file(f)
+                f.close()
+                self._publish(path, digest, counter)
+                self._partials.discard(digest)
+                if progress is not None:
+                    progress.finish(digest)
+                return digest, counter
+            except (VerificationError, _Unverified):
+                f.close()
+                _fs.discard(path)
+                if not resumed:
+                    self._partials.discard(digest)
+                    raise
+                log.debug("blob %s: the resumed download did not verify; starting over", digest)
+                have = 0
+                _fs.open_append(path).close()
+            except BaseException:
+                f.close()
+                st = _fs.stat(path)
+                if st is not None and st.st_size == 0:
+                    _fs.discard(path)
+                    self._partials.discard(digest)
+                raise
+            finally:
+                closer = getattr(source, "close", None)
+                if close and closer is not None:
+                    closer()
+
+    def _hash_prefix(
+        self, f: BinaryIO, h: DigestHasher, have: int, stop: threading.Event | None, what: str
+    ) -> int:
+        """Hash the first ``have`` bytes of ``f``; how many there really were."""
+        f.seek(0)
+        left = have
+        while left:
+            if stop is not None and stop.is_set():
+                raise Stopped(what)
+            chunk = f.read(min(CHUNK, left))
+            if not chunk:
+                break
+            h.update(chunk)
+            left -= len(chunk)
+        return have - left
+
+    def _fill(
+        self,
+        f: BinaryIO,
+        source: Source,
+        h: DigestHasher,
+        digest: Digest,
+        size: int | None,
+        progress: ProgressSink | None,
+        stop: threading.Event | None,
+        what: str,
+    ) -> int:
+        """Append ``source`` to ``f`` (hashed into ``h``) and verify the whole; the size."""
+        # A fresh download whose stream verifies itself need not be hashed twice.
+        trusted = h.size == 0 and _self_verifying(source, digest, size)
+        counter: DigestHasher | _Counter = _Counter() if trusted else h
+        # Big durable blobs of known size bypass the page cache (Linux), from where a
+        # resumed partial ends.
+        left = None if size is None else size - h.size
+        direct = _directio.open_direct(f, left, h.size) if self.fsync else None
+        try:
+            writeback = _fs.Writeback(f, h.size) if self.fsync and direct is None else None
+            for chunk in _chunks(source):
+                if stop is not None and stop.is_set():
+                    raise Stopped(what)
+                counter.update(chunk)
+                if size is not None and counter.size > size:
+                    raise SizeMismatch(what, size, counter.size)
+                if direct is not None:
+                    direct.write(chunk)
+                else:
+                    _fs.write_all(f, chunk)
+                if writeback is not None:
+                    writeback.wrote(len(chunk))
+                if progress is not None:
+                    progress.advance(digest, len(chunk))
+            if trusted:
+                assert isinstance(source, VerifyingReader)
+                if size is not None and counter.size != size:
+                    raise SizeMismatch(what, size, counter.size)
+                if not source.verified:
+                    raise _Unverified(f"{what}: source ended before its digest was checked")
+            else:
+                h.verify(what, digest, size)
+            if direct is not None:
+                direct.finish()
+            return counter.size
+        finally:
             if direct is not None:
                 direct.close()
-            if os.path.lexists(tmp):
-                _fs.discard(tmp)
 
     def _publish(self, tmp: Path, digest: Digest, size: int) -> None:
         """Publish a verified, closed temp file as ``digest``."""
@@ -546,68 +748,58 @@ class BlobStore:
         """Remove a blob; True if it was there."""
         return _fs.unlink(self.path(digest))
 
-    def sweep(self, older_than: float = 3600.0) -> int:
-        """Remove temp files and abandoned ingests older than ``older_than`` seconds.
+    def sweep(self, older_than: float = 3600.0, *, partials: bool = False) -> int:
+        """Remove what dead writers left in ``ingest/``; returns how many entries went.
 
-        Ingests whose lock another writer holds are skipped. Returns how many
-        entries were removed.
+        A dead writer's temp files go at once, whatever their age; a live writer's
+        are never touched (:mod:`pycrane.layout._ingest`). Abandoned ingests by
+        reference (upload sessions) go once ``older_than`` seconds old. Partial
+        downloads are kept for a later run to resume, unless ``partials``.
         """
-        cutoff = time.time() - older_than
-        removed = 0
-        try:
-            entries = list(os.scandir(self.ingest_dir))
-        except FileNotFoundError:
-            return 0
-        names = {e.name for e in entries}
-        for entry in entries:
+        return sum(1 for e in self.clean_ingests(older_than, partials=partials) if e.removed)
+
+    def clean_ingests(
+        self, older_than: float = 3600.0, *, partials: bool = False
+    ) -> list[StaleIngest]:
+        """Like :meth:`sweep`, but lists every dead writer's entry (removed or kept)."""
+        return sweep(self.ingest_dir, older_than=older_than, partials=partials)
+
+    def drop_partials(self) -> int:
+        """Remove the partial downloads this store object left (a failed, not interrupted,
+        job); a partial another writer holds meanwhile is left alone. Returns the bytes freed."""
+        freed = 0
+        for digest in list(self._partials):
+            self._partials.discard(digest)
+            held = _ownership.probe(self.ingest_dir / f"{digest.algorithm}-{digest.hex}.lock")
+            if held == _ownership.LIVE:
+                continue
             try:
-                st = entry.stat(follow_symlinks=False)
+                st = _fs.stat(self.partial_path(digest))
+                if st is not None and _fs.unlink(self.partial_path(digest), budget=0):
+                    freed += st.st_size
+            except OSError:
+                pass
+            finally:
+                if isinstance(held, _ownership.Held):
+                    held.release(remove=True)
+        return freed
+
+    def partial_bytes(self, mine: bool = False) -> tuple[int, int]:
+        """``(count, bytes)`` of the partial downloads in ``ingest/`` (``mine``: this
+        store object's only)."""
+        count = total = 0
+        for entry in _fs.walk_files(self.ingest_dir):
+            if not entry.name.endswith(PARTIAL_SUFFIX):
+                continue
+            if mine and not any(entry.name == self.partial_path(d).name for d in self._partials):
+                continue
+            try:
+                size = entry.stat(follow_symlinks=False).st_size
             except OSError:
                 continue
-            if entry.is_dir(follow_symlinks=False):
-                data = Path(entry.path, "data")
-                dst = _fs.stat(data)
-                mtime = max(st.st_mtime, dst.st_mtime if dst is not None else 0.0)
-                if mtime >= cutoff:
-                    continue
-                import filelock
-
-                lock = filelock.FileLock(
-                    self.ingest_dir / f"{entry.name}.lock", timeout=0, thread_local=False
-                )
-                try:
-                    with lock:
-                        _fs.rmtree(entry.path)
-                        removed += 1
-                except filelock.Timeout:
-                    continue
-                except OSError:
-                    continue
-            elif entry.name.endswith(".tmp") and st.st_mtime < cutoff:
-                try:
-                    if _fs.unlink(entry.path, budget=0):
-                        removed += 1
-                except OSError:
-                    continue  # still held open (Windows): next sweep
-            elif (
-                entry.name.endswith(".lock")
-                and entry.name[: -len(".lock")] not in names
-                and st.st_mtime < cutoff
-            ):
-                import filelock
-
-                lock = filelock.FileLock(entry.path, timeout=0, thread_local=False)
-                try:
-                    with lock:
-                        pass
-                except (filelock.Timeout, OSError):
-                    continue
-                try:
-                    if _fs.unlink(entry.path, budget=0):
-                        removed += 1
-                except OSError:
-                    continue
-        return removed
+            count += 1
+            total += size
+        return count, total
 
 
 def _safe_ref(ref: str) -> str:
@@ -629,30 +821,25 @@ class BlobWriter:
         self.ref = ref
         self._hasher = DigestHasher(algorithm)
         self._done = False
-        self._lock: filelock.BaseFileLock | None = None
+        self._lock: _ownership.Held | None = None
+        self._token: str | None = None
         self._dir: Path | None
         if ref is None:
             self._dir = None
-            self._f, self._data = store._mkstemp("w.")
+            self._f, self._data, self._token = store._mkstemp("w")
             self._writeback = _fs.Writeback(self._f) if store.fsync else None
             return
         store._ensure(store.ingest_dir)
         safe = _safe_ref(ref)
         self._dir = store.ingest_dir / safe
-        import filelock
-
-        # Not thread-local: a server may open a session in one thread and commit it in
-        # another; a thread-local lock would then never be released.
-        self._lock = filelock.FileLock(
-            store.ingest_dir / f"{safe}.lock", timeout=store.lock_timeout, thread_local=False
-        )
-        try:
-            self._lock.acquire()
-        except filelock.Timeout:
+        # Not tied to a thread: a server may open a session in one thread and commit it
+        # in another.
+        lock_path = store.ingest_dir / f"{safe}.lock"
+        self._lock = _ownership.lock(lock_path, timeout=store.lock_timeout)
+        if self._lock is None:
             raise LockTimeout(
-                f"ingest {ref!r}: another writer holds {self._lock.lock_file} "
-                f"after {store.lock_timeout:g}s"
-            ) from None
+                f"ingest {ref!r}: another writer holds {lock_path} after {store.lock_timeout:g}s"
+            )
         try:
             _fs.ensure_dir(self._dir, durable=False)
             self._data = self._dir / "data"
@@ -732,12 +919,15 @@ class BlobWriter:
             else:
                 _fs.discard(self._data)
         finally:
-            self._release()
+            self._release(remove=True)
 
-    def _release(self) -> None:
+    def _release(self, remove: bool = False) -> None:
         if self._lock is not None:
-            self._lock.release()
+            self._lock.release(remove=remove and self._dir is not None)
             self._lock = None
+        token, self._token = self._token, None
+        if token is not None:
+            self.store._disown(token)
 
     def __enter__(self) -> BlobWriter:
         return self

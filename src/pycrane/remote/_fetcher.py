@@ -182,6 +182,26 @@ class RemoteFetcher:
             raw = Prefetcher(raw)
         return VerifyingReader(raw, desc.digest, desc.size, what)  # type: ignore[return-value]
 
+    def blob_at(self, repo: Repository, desc: Descriptor, offset: int) -> tuple[BinaryIO, int]:
+        """The blob's raw bytes from ``offset`` on (``Range: bytes=N-``), and where they start.
+
+        To continue a partial download kept on disk: the caller verifies the whole blob.
+        A registry that answers 200 (ignoring Range), or 416, gives the whole blob
+        again, from byte 0.
+        """
+        if offset <= 0:
+            return BlobStream(self, repo, desc), 0  # type: ignore[return-value]
+        try:
+            stream = BlobStream(self, repo, desc, start=offset)
+        except RegistryError as e:
+            if e.status != 416:
+                raise
+            stream = BlobStream(self, repo, desc)
+        raw: Any = stream
+        if self.prefetch and (desc.size < 0 or desc.size - stream.start > PREFETCH_MIN):
+            raw = Prefetcher(stream)
+        return raw, stream.start
+
     def read_blob(self, repo: Repository, desc: Descriptor, limit: int, kind: str) -> bytes:
         """A small blob read whole and verified (``desc.data`` when it is inline)."""
         what = f"{kind} {repo.name}@{desc.digest}"
@@ -219,6 +239,10 @@ class BlobStream:
     of 206 is read from the start and the first ``N`` bytes are skipped. Not
     verified by itself: :meth:`RemoteFetcher.blob` wraps it in a
     :class:`~pycrane.v1.digest.VerifyingReader`.
+
+    With ``start`` the stream begins at that byte (a partial download kept on disk
+    continues); if the server answers that first request with the whole blob,
+    ``start`` becomes 0 and the stream gives the whole blob.
     """
 
     def __init__(
@@ -228,11 +252,15 @@ class BlobStream:
         desc: Descriptor,
         *,
         max_resumes: int = MAX_RESUMES,
+        start: int = 0,
     ) -> None:
         self._fetcher = fetcher
         self._repo = repository
         self._desc = desc
-        self._offset = 0
+        #: Where this stream's bytes begin in the blob.
+        self.start = start
+        self._may_restart = start > 0
+        self._offset = start
         self._resp: Response | None = None
         self._closed = False
         self._retries = Retrier(_RESUME_POLICY, self.what, attempts=max_resumes + 1)
@@ -269,6 +297,8 @@ class BlobStream:
                             f"{self.what}: server resumed at byte {start}, expected {self._offset}"
                         )
                     skip = self._offset - start
+            elif self._may_restart:
+                self._offset = self.start = 0  # 200: the whole blob, and the caller knows
             else:
                 skip = self._offset  # 200: the whole blob again
         else:
@@ -283,6 +313,7 @@ class BlobStream:
                 resp.close()
                 raise SizeMismatch(self.what, self._desc.size, int(length))
         self._resp = resp
+        self._may_restart = False
         while skip:
             data = resp.read(min(skip, 1 << 20))  # a drop here is handled by _resume
             if not data:

@@ -138,6 +138,17 @@ class RemoteLayer(LayerBase):
             return io.BytesIO(data)
         return self._fetcher.blob(self.repository, d)
 
+    def compressed_at(self, offset: int) -> tuple[BinaryIO, int]:
+        """The blob's bytes from ``offset`` on, *not* verified, and where they really start
+        (0 when the registry ignores ``Range``): a kept partial download continues with it,
+        and the caller verifies the whole blob."""
+        at = getattr(self._fetcher, "blob_at", None)
+        d = self._desc
+        if at is None or offset <= 0 or d.data is not None:
+            return self.compressed(), 0
+        got: tuple[BinaryIO, int] = at(self.repository, d, offset)
+        return got
+
     def verified(self) -> BinaryIO:
         return self.compressed()  # already verified; do not hash twice
 

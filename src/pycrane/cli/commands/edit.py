@@ -57,7 +57,7 @@ def _destination(src: Reference, tag: str | None, raw: bytes) -> Reference:
     return src
 
 
-@group("edit")
+@group("edit", hidden=True)  # hidden in crane too, "until we are happy with the interface"
 def edit(opts: Options) -> None:
     """Edit an image's config or manifest and push the result."""
 

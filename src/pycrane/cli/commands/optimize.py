@@ -14,7 +14,7 @@ from pycrane.v1.image import is_index
 __all__ = ["optimize"]
 
 
-@command("optimize")
+@command("optimize", hidden=True)  # hidden in crane too
 @click.argument("src")
 @click.argument("dst")
 @slice_option(

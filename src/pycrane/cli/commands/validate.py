@@ -55,7 +55,19 @@ def validate(
     except (VerificationError, ManifestError) as e:
         # crane's wording, so scripts grepping for FAIL keep working.
         raise VerificationError(f"FAIL: {target}: {e}") from e
+    if kind == "layout":
+        _report_ingests(opts, target)
     out.line(f"PASS: {target}")
+
+
+def _report_ingests(opts: Options, target: str) -> None:
+    """Clean a layout's ingest/ of dead writers' temp files; say what was there."""
+    from pycrane.cli.commands.layout import ingest_note
+    from pycrane.layout import Layout
+
+    note = ingest_note(target, Layout.open(target).stale_ingests())
+    if note:
+        out.note(note, quiet=opts.quiet)
 
 
 def _validate_remote(opts: Options, target: str, fast: bool) -> None:
