@@ -19,7 +19,6 @@ MAX_LINES = 500
 PENDING_SPLITS = {
     "pycrane._fs",
     "pycrane.layout.store",
-    "pycrane.registry.disk",
 }
 PENDING_CYCLES: list[list[str]] = []
 

@@ -24,6 +24,8 @@ Where things live: :mod:`~pycrane.registry.handler` (a connection, admission, ro
 :mod:`~pycrane.registry.manifests` (what a pushed manifest must be),
 :mod:`~pycrane.registry.storage` (the storage roles and the bounded memory backend),
 :mod:`~pycrane.registry.disk` (the on-disk layout, safe for several processes),
+:mod:`~pycrane.registry.disk_records` (its link files, tags and referrers),
+:mod:`~pycrane.registry.disk_uploads` (its upload sessions),
 :mod:`~pycrane.registry.pytest_plugin` (``pycrane_registry`` fixtures).
 Deleted content is reclaimed offline by ``DiskStorage.collect_garbage()``.
 """
