@@ -19,10 +19,8 @@ MAX_LINES = 500
 PENDING_SPLITS = {
     "pycrane._fs",
     "pycrane.layout.store",
-    "pycrane.registry.disk",
-    "pycrane.registry.handler",
 }
-PENDING_CYCLES = [["pycrane.registry.handler", "pycrane.registry.server"]]
+PENDING_CYCLES: list[list[str]] = []
 
 
 def _module_name(path: Path) -> str:
