@@ -233,3 +233,19 @@ def test_atomic_write_bytes_mode_is_set_before_the_data(tmp_path: Path) -> None:
     assert os.stat(p).st_mode & 0o777 == 0o600
     assert p.read_bytes() == b"{}"
     assert sorted(x.name for x in tmp_path.iterdir()) == ["config.json"]
+
+
+def test_a_name_set_on_fs_is_set_where_it_is_defined(monkeypatch) -> None:
+    """``_fs`` is a package: a patch of ``_fs.<name>`` must reach the module that
+    defines the name, or calls inside the package would not see it."""
+    from pycrane._fs import _durable, _retry
+
+    for name in _fs.__all__:
+        assert getattr(_fs._OWNERS[name], name) is getattr(_fs, name), name
+    monkeypatch.setattr(_fs, "IS_WINDOWS", not _fs.IS_WINDOWS)
+    assert _retry.IS_WINDOWS is _fs.IS_WINDOWS
+    synced: list[str] = []
+    monkeypatch.setattr(_fs, "fsync_dir", synced.append)
+    assert _durable.fsync_dir is _fs.fsync_dir
+    monkeypatch.undo()
+    assert _retry.IS_WINDOWS is _fs.IS_WINDOWS and _durable.fsync_dir is _fs.fsync_dir

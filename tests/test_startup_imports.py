@@ -23,7 +23,7 @@ from pycrane.remote._transport import _environment_proxies
 
 #: Never needed just to start a registry command (rare paths import them in place).
 LAZY = (
-    "filelock",  # only when a layout's index.json or an ingest is locked
+    "filelock",  # not used at all any more: OS locks through pycrane._ownership
     "gzip",  # reproducible gzip of small payloads (empty layers)
     "pycrane.empty",
     "pycrane.mutate",
@@ -150,16 +150,15 @@ def test_real_commands_import_only_what_they_use(
         "dump('pull')\n"
     )
     seen = _modules_after(tmp_path, code)
-    # The push and the pull happened; the pull took the layout's lock (the one lazy
-    # import it needs), the push only read a layout and so never loaded filelock.
+    # The push and the pull happened; the pull took the layout's lock through
+    # pycrane._ownership (os-level flock), so neither loaded filelock (~50 ms).
     with Client() as client:
         assert client.get(pushed).raw == img.raw_manifest()
     assert [d.digest for d in Layout.open(dest).index().manifests] == [img.digest()]
     assert "pycrane.layout" in seen["push"]
-    assert "filelock" in seen["pull"]
     assert sorted(seen["digest"] & {*lazy, "pycrane.layout"}) == []
     assert sorted(seen["push"] & lazy) == []
-    assert sorted(seen["pull"] & (lazy - {"filelock"})) == []
+    assert sorted(seen["pull"] & lazy) == []
 
 
 @pytest.mark.parametrize(

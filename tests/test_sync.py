@@ -1,8 +1,8 @@
 """``pycrane sync``: configuration, tag filters, and mirroring between real registries.
 
 The end-to-end tests seed a CNCF distribution registry with 60 repositories x 5
-tags sharing two base layers (300 images; the 200 x 5 data set of the issue runs
-in ``bench/sync_bench.py``, where ~60 s of copying is affordable), then mirror it
+tags sharing two base layers (300 images; the incremental test uses the issue's
+full 200 x 5, and ``bench/sync_bench.py`` times that set against skopeo), then mirror it
 into a second distribution instance and into pycrane's own server, through
 :class:`tests.faultproxy.FaultProxy` so every request the destination receives is
 counted.
@@ -34,6 +34,8 @@ from tests.faultproxy import Fault, FaultProxy, RateLimit
 from tests.sync_data import TAGS, base_layers, seed
 
 REPOS = 60
+#: The issue's scale (200 repositories x 5 tags), used by the incremental test.
+FULL = 200
 
 # -- filters, config, schema (no registry) -------------------------------------------------
 
@@ -183,6 +185,18 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Any:
     reg.stop()
 
 
+@pytest.fixture(scope="module")
+def source200(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The issue's full data set: 200 repositories x 5 tags (1000 images), for one test."""
+    from tests.fixtures_distribution import start_distribution
+
+    reg = start_distribution(tmp_path_factory.mktemp("sync-src200"))
+    with Client() as c:
+        reg.extra["digests"] = seed(c, reg.host, repos=FULL)
+    yield reg
+    reg.stop()
+
+
 def _proxy(upstream: str) -> FaultProxy:
     return FaultProxy(upstream=upstream).start()
 
@@ -192,7 +206,8 @@ def _writes(proxy: FaultProxy) -> list[str]:
 
 
 @pytest.mark.distribution
-def test_sync_mirrors_incrementally(source: Any, distribution_factory: Any) -> None:
+def test_sync_mirrors_incrementally(source200: Any, distribution_factory: Any) -> None:
+    source, n = source200, FULL
     dst = distribution_factory()
     proxy = _proxy(dst.host)
     try:
@@ -201,15 +216,15 @@ def test_sync_mirrors_incrementally(source: Any, distribution_factory: Any) -> N
         )
         digests: dict[str, str] = source.extra["digests"]
         assert report.ok, report.failed[:3]
-        assert len(report.copied) == len(digests) == REPOS * len(TAGS)
+        assert len(report.copied) == len(digests) == n * len(TAGS)
         # Two base layers: each sent once, then mounted into every other repository.
-        unique = REPOS * (len(TAGS) - 1)  # "latest" aliases 2.0.0
+        unique = n * (len(TAGS) - 1)  # "latest" aliases 2.0.0
         assert report.blobs_sent == 2 + 2 * unique  # bases, plus a config and a layer each
         uploads = [e for e in proxy.log if e.method == "POST" and "mount=" not in e.path]
         assert len(uploads) == report.blobs_sent
         with Client() as c:
-            assert sorted(c.catalog(dst.host)) == [f"m/r{i:03d}" for i in range(REPOS)]
-            for key in ("src/r000:1.0.0", "src/r031:latest", f"src/r{REPOS - 1:03d}:2.0.0"):
+            assert sorted(c.catalog(dst.host)) == [f"m/r{i:03d}" for i in range(n)]
+            for key in ("src/r000:1.0.0", "src/r031:latest", f"src/r{n - 1:03d}:2.0.0"):
                 got = c.head(f"{dst.host}/{key.replace('src/', 'm/')}").digest
                 assert str(got) == digests[key]  # byte-identical
         # Second run: nothing but HEADs reach the destination, and nothing is copied.

@@ -253,7 +253,7 @@ def evaluate(cases: Sequence[CaseResult], sweep: Sequence[CaseResult]) -> list[T
             Target(
                 "peak RSS flat as layers grow",
                 g,
-                f"+{grow:.1f} MiB from {_human(pts[0][0])} to {_human(pts[-1][0])}",
+                f"{grow:+.1f} MiB from {_human(pts[0][0])} to {_human(pts[-1][0])}",
                 "≤ +8 MiB",
                 grow <= 8 if len(pts) > 1 else None,
             )

@@ -4,7 +4,9 @@
     python bench/experiments/pycrane_patched.py no-direct pull --format oci REF DIR
 
 ``no-direct``: blobs are written through the page cache as before 2026-12-07 (no
-``O_DIRECT`` writer, ``pycrane._directio``). Patches join with ``+``. They patch private
+``O_DIRECT`` writer, ``pycrane._directio``). ``sync-direct``: O_DIRECT, but the thread
+that downloads also waits for each 1 MiB write (no writer thread). ``bufNm``: direct
+writes of N MiB. Patches join with ``+``. They patch private
 names; if those change, this script must follow. (The 2026-11-27 patches, single-hash and
 falloc, were measured and removed: see bench/FINDINGS.md.)
 """
@@ -25,7 +27,28 @@ def _no_direct() -> None:
     _directio.open_direct = none  # type: ignore[assignment]
 
 
-PATCHES: dict[str, Callable[[], None]] = {"no-direct": _no_direct, "stock": lambda: None}
+def _sync_direct() -> None:
+    from pycrane import _directio
+
+    _directio.OVERLAP = False
+
+
+def _buffer(mib: int) -> Callable[[], None]:
+    def patch() -> None:
+        from pycrane import _directio
+
+        _directio.BUFFER = mib << 20
+
+    return patch
+
+
+PATCHES: dict[str, Callable[[], None]] = {
+    "buf2m": _buffer(2),
+    "buf4m": _buffer(4),
+    "no-direct": _no_direct,
+    "sync-direct": _sync_direct,
+    "stock": lambda: None,
+}
 
 
 def patch(names: set[str]) -> None:

@@ -29,7 +29,10 @@ import contextlib
 import errno
 import os
 import sys
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
+
+if TYPE_CHECKING:
+    import mmap
 
 from pycrane import _fs
 
@@ -42,6 +45,9 @@ MIN_SIZE = 4 << 20
 ALIGN = 4096
 #: Size of the aligned buffer, and so of each direct write (a multiple of ALIGN).
 BUFFER = 1 << 20
+#: Whether a writer thread writes full buffers while the caller fills the next one
+#: (False: the caller writes each buffer itself; bench/experiments A/B them).
+OVERLAP = True
 
 
 def _o_direct() -> int:
@@ -52,28 +58,39 @@ def _o_direct() -> int:
 
 
 class DirectWriter:
-    """Write a file sequentially from ``offset`` on through an aligned buffer.
+    """Write a file sequentially from ``offset`` on through two aligned buffers.
 
     ``write`` as often as needed, then :meth:`finish` exactly once (it writes the
     tail and leaves the descriptor without ``O_DIRECT``); :meth:`close` frees the
-    buffer and may be called at any time, also after an error. Writes are positional
-    (``pwrite``): the descriptor's own offset is left alone. An ``offset`` that is not
-    block-aligned (a tar member's data) gets its head, up to the next block boundary,
-    written the plain way first.
+    buffers and stops the writer thread, and may be called at any time, also after an
+    error. A direct write returns only when the device has the data, so a full buffer
+    goes to a writer thread of its own while the caller fills the other one (the
+    network, the hash and the device overlap; one blob alone would otherwise wait for
+    every write). Writes are positional (``pwrite``): the descriptor's own offset is left
+    alone. Buffer byte ``i`` maps to file offset ``base + i`` with ``base`` block-aligned,
+    so an unaligned ``offset`` (a tar member's data) only makes the first block's head a
+    plain write, and every direct write has an aligned address, length and offset.
     """
-
-    __slots__ = ("_buf", "_direct", "_fd", "_flag", "_off", "_pos", "_want", "written")
 
     def __init__(self, fd: int, flag: int, offset: int = 0) -> None:
         import mmap
+        import queue
+        import threading
 
         self._fd = fd
         self._flag = flag
-        self._direct = False  # O_DIRECT set on the descriptor now
-        self._want = True  # O_DIRECT wanted once the file offset is aligned
-        self._buf: mmap.mmap | None = mmap.mmap(-1, BUFFER)  # anonymous: page aligned
-        self._off = offset  # file offset of the buffer's first byte
-        self._pos = 0  # bytes in the buffer
+        self._direct = False  # O_DIRECT set on the descriptor now (writer thread's)
+        self._want = True  # O_DIRECT wanted for whole blocks
+        self._free: queue.SimpleQueue[mmap.mmap] = queue.SimpleQueue()
+        self._work: queue.SimpleQueue[tuple[mmap.mmap, int, int, int] | None] = queue.SimpleQueue()
+        self._bufs = [mmap.mmap(-1, BUFFER), mmap.mmap(-1, BUFFER)]  # anonymous: aligned
+        self._free.put(self._bufs[1])
+        self._buf: mmap.mmap | None = self._bufs[0]
+        self._base = offset - offset % ALIGN  # file offset of the buffer's byte 0
+        self._start = self._pos = offset % ALIGN  # valid bytes: [start, pos)
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self._threading = threading
         #: Bytes accepted so far (buffered or on the device).
         self.written = 0
 
@@ -101,59 +118,107 @@ class DirectWriter:
             self._pos += take
             i += take
             if self._pos == BUFFER:
-                # Up to a block boundary, so that the next buffer starts aligned.
-                self._flush(BUFFER - self._off % ALIGN)
+                buf = self._submit()
 
     def finish(self) -> None:
-        """Write what is buffered: whole blocks directly, the tail after clearing
-        ``O_DIRECT`` (a direct write must be a whole number of blocks)."""
-        self._flush(self._pos)
+        """Write what is buffered (whole blocks directly, the tail plainly), wait for the
+        writer thread, and leave the descriptor without ``O_DIRECT``."""
+        if self._buf is None:
+            raise ValueError("DirectWriter is closed")
+        if self._pos > self._start:
+            self._submit(last=True)
+        self._stop()
+        self._raise()
         self._want = False
         self._set_direct(False)
 
     def close(self) -> None:
-        buf, self._buf = self._buf, None
-        if buf is not None:
+        self._stop()
+        self._buf = None
+        for b in self._bufs:
             # BufferError: a view of it lives on (in the traceback of a failed
             # write); the mapping goes when that does.
             with contextlib.suppress(BufferError):
-                buf.close()
+                b.close()
+        self._bufs = []
 
-    def _flush(self, n: int) -> None:
-        """Write the first ``n`` buffered bytes and keep the rest at the buffer's start."""
-        if sys.platform == "win32":  # never constructed there (see open_direct)
-            raise AssertionError("DirectWriter on Windows")
+    # -- the caller's side
+
+    def _submit(self, last: bool = False) -> mmap.mmap:
+        """Hand the current buffer to the writer thread; return the next one to fill."""
         buf = self._buf
         assert buf is not None
+        self._raise()
+        if not OVERLAP:  # the caller's thread writes (A/B of the overlap)
+            self._write_out(buf, self._start, self._pos, self._base)
+            self._base += BUFFER
+            self._start = self._pos = 0
+            if last:
+                self._buf = None
+            return buf
+        if self._thread is None:
+            self._thread = self._threading.Thread(
+                target=self._run, name="pycrane-directio", daemon=True
+            )
+            self._thread.start()
+        self._work.put((buf, self._start, self._pos, self._base))
+        self._base += BUFFER
+        self._start = self._pos = 0
+        if last:
+            self._buf = None
+            return buf
+        nxt = self._free.get()  # the one written before is done
+        self._raise()
+        self._buf = nxt
+        return nxt
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _stop(self) -> None:
+        t, self._thread = self._thread, None
+        if t is not None:
+            self._work.put(None)
+            t.join()
+
+    # -- the writer thread
+
+    def _run(self) -> None:
+        while True:
+            item = self._work.get()
+            if item is None:
+                return
+            buf, start, end, base = item
+            try:
+                if self._error is None:
+                    self._write_out(buf, start, end, base)
+            except BaseException as e:  # handed to the caller at its next step
+                self._error = e
+            finally:
+                self._free.put(buf)
+
+    def _write_out(self, buf: mmap.mmap, start: int, end: int, base: int) -> None:
+        """Write ``buf[start:end]`` at file offset ``base + start``."""
+        if sys.platform == "win32":  # never constructed there (see open_direct)
+            raise AssertionError("DirectWriter on Windows")
         view = memoryview(buf)
         try:
-            done = 0
-            while done < n:
-                pos = self._off + done
-                whole = (n - done) // ALIGN * ALIGN
-                if self._want and pos % ALIGN == 0 and whole:
-                    if done:
-                        # After a plain head: direct writes need an aligned address
-                        # too, so the rest moves to the buffer's (page-aligned) start.
-                        view.release()
-                        buf.move(0, done, self._pos - done)
-                        view = memoryview(buf)
-                        self._pos -= done
-                        self._off += done
-                        n -= done
-                        done = 0
-                        continue
+            i = start
+            while i < end:
+                whole = (end - i) // ALIGN * ALIGN
+                if self._want and i % ALIGN == 0 and whole:
                     self._set_direct(True)
-                    end = done + whole
+                    stop = i + whole
                 else:
                     self._set_direct(False)
-                    # Plain writes stay in WRITE_SLICE pieces (see _fs), and a head
-                    # stops at the block boundary where direct writes can begin.
-                    end = min(n, done + _fs.WRITE_SLICE)
-                    if self._want and pos % ALIGN:
-                        end = min(end, done + ALIGN - pos % ALIGN)
+                    # Plain writes stay in WRITE_SLICE pieces (see _fs); a head stops at
+                    # the block boundary where direct writes can begin.
+                    stop = min(end, i + _fs.WRITE_SLICE)
+                    if self._want and i % ALIGN:
+                        stop = min(stop, i + ALIGN - i % ALIGN)
                 try:
-                    k = os.pwrite(self._fd, view[done:end], pos)
+                    k = os.pwrite(self._fd, view[i:stop], base + i)
                 except OSError as e:
                     if e.errno != errno.EINVAL or not self._direct:
                         raise
@@ -161,16 +226,11 @@ class DirectWriter:
                     # written by this call, so write the same bytes the plain way.
                     self._want = False
                     continue
-                done += k
+                i += k
                 if self._direct and k % ALIGN:
                     self._want = False  # a short write broke the alignment
         finally:
             view.release()
-        rest = self._pos - n
-        if rest:
-            buf.move(0, n, rest)
-        self._pos = rest
-        self._off += n
 
     def _set_direct(self, on: bool) -> None:
         if self._direct == on:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from pycrane import _fs
+from pycrane import _fs, _ownership
 from pycrane.errors import LockTimeout, ManifestError, NotFoundError, StoreError
 from pycrane.v1 import mediatypes as mt
 from pycrane.v1.descriptor import Descriptor
@@ -44,24 +44,26 @@ class IndexFile:
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
-        """The cross-process lock that serialises ``index.json`` changes and gc."""
-        import filelock  # ~9 ms to import: paid only by commands that change index.json
+        """The cross-process lock that serialises ``index.json`` changes and gc.
 
-        lock = filelock.FileLock(self.root / LOCK, timeout=self.lock_timeout, thread_local=False)
+        An OS advisory lock (:mod:`pycrane._ownership`: ``flock`` on POSIX, ``LockFile``
+        on Windows, the same calls filelock makes, so older pycrane processes still
+        exclude each other), dropped by the OS if this process dies.
+        """
         try:
-            lock.acquire()
-        except filelock.Timeout:
-            raise LockTimeout(
-                f"layout {self.root}: {LOCK} still locked after {self.lock_timeout:g}s"
-            ) from None
+            held = _ownership.lock(self.root / LOCK, timeout=self.lock_timeout)
         except OSError as e:
             raise StoreError(
                 f"layout {self.root}: cannot lock {LOCK} ({e.strerror or e})"
             ) from None
+        if held is None:
+            raise LockTimeout(
+                f"layout {self.root}: {LOCK} still locked after {self.lock_timeout:g}s"
+            )
         try:
             yield
         finally:
-            lock.release()
+            held.release()
 
     def init_files(self) -> None:
         """Create ``oci-layout`` and an empty ``index.json`` where missing (under the lock)."""
@@ -108,15 +110,18 @@ class IndexFile:
         ]
         if not temps:
             return
-        import filelock
-
         try:
-            with filelock.FileLock(self.root / LOCK, timeout=0, thread_local=False):
-                for path in temps:
-                    with contextlib.suppress(OSError):
-                        _fs.unlink(path, budget=0)
-        except filelock.Timeout:
+            held = _ownership.try_lock(self.root / LOCK)
+        except OSError:
+            return
+        if held is None:
             return  # a writer is at work: its temp files are its own
+        try:
+            for path in temps:
+                with contextlib.suppress(OSError):
+                    _fs.unlink(path, budget=0)
+        finally:
+            held.release()
 
     def raw(self) -> bytes:
         """The bytes of ``index.json`` (read whole and closed at once)."""

@@ -18,7 +18,6 @@ import ssl
 import sys
 import threading
 from collections.abc import Callable
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 from pycrane.errors import PycraneError
 from pycrane.registry.auth import Htpasswd
 from pycrane.registry.connections import Connections, client_key
+from pycrane.registry.exchange import HandlerServer
 from pycrane.registry.handler import RegistryHandler
 from pycrane.registry.storage import DEFAULT_MAX_MEMORY, MemoryStorage, Storage
 
@@ -74,7 +74,7 @@ def parse_address(address: str) -> tuple[str, int]:
     return host, p
 
 
-class RegistryHTTPServer(ThreadingHTTPServer):
+class RegistryHTTPServer(HandlerServer):
     """A thread per connection, at most ``max_threads``; TLS handshakes run off the accept loop.
 
     Slow or idle clients are bounded as :mod:`pycrane.registry.connections` describes.
@@ -115,9 +115,6 @@ class RegistryHTTPServer(ThreadingHTTPServer):
         self._slots = threading.BoundedSemaphore(max_threads)
         self._stopping = False
         super().__init__(address, RegistryHandler)
-
-    def track(self, sock: socket.socket, alive: bool) -> None:
-        self.connections.track(sock, alive)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         key = client_key(client_address)
