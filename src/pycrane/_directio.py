@@ -93,11 +93,13 @@ class DirectWriter:
         self._threading = threading
         #: Bytes accepted so far (buffered or on the device).
         self.written = 0
+        self._flushed = offset  # see flushed; buffers are written in order
 
     @property
     def flushed(self) -> int:
-        """The file offset up to which the bytes given are written (the rest is buffered)."""
-        return self._off
+        """The file offset up to which the bytes given are written (the rest is buffered or
+        on its way to the device): what a resumable writer may claim is on disk."""
+        return self._flushed
 
     @property
     def direct(self) -> bool:
@@ -151,6 +153,7 @@ class DirectWriter:
         self._raise()
         if not OVERLAP:  # the caller's thread writes (A/B of the overlap)
             self._write_out(buf, self._start, self._pos, self._base)
+            self._flushed = self._base + self._pos
             self._base += BUFFER
             self._start = self._pos = 0
             if last:
@@ -193,6 +196,7 @@ class DirectWriter:
             try:
                 if self._error is None:
                     self._write_out(buf, start, end, base)
+                    self._flushed = base + end
             except BaseException as e:  # handed to the caller at its next step
                 self._error = e
             finally:
