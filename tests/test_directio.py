@@ -318,3 +318,37 @@ def test_tarball_members_filled_in_place_go_direct_and_stay_exact(
     assert got == members
     assert any(d for _, _, d in rec.calls)
     assert all(o % A == 0 and k % A == 0 for o, k, d in rec.calls if d)
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_flushed_never_claims_bytes_that_are_not_in_the_file(
+    direct_dir: Path, monkeypatch: pytest.MonkeyPatch, overlap: bool
+) -> None:
+    """What a resumable tarball claims in its plan (issue 12): at every step the file
+    already holds the given bytes up to ``flushed``, and after finish all of them."""
+    monkeypatch.setattr(_directio, "OVERLAP", overlap)
+    start, n = 3 * A + 1536, 5 * B + 77
+    data = _data(n, 12)
+    path = direct_dir / "region"
+    path.write_bytes(bytes(start + n))
+    with open(path, "r+b") as f:
+        w = _directio.open_direct(f, n, start)
+        assert w is not None
+        try:
+            given = 0
+            claims = []
+            for piece in _pieces(data, 13):
+                w.write(piece)
+                given += len(piece)
+                claimed = w.flushed - start
+                assert 0 <= claimed <= given
+                with open(path, "rb") as r:
+                    r.seek(start)
+                    assert r.read(claimed) == data[:claimed]
+                claims.append(claimed)
+            w.finish()
+            assert w.flushed - start == n
+        finally:
+            w.close()
+    assert claims[-1] > 0  # it did advance before the end
+    assert path.read_bytes()[start:] == data
