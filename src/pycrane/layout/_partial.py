@@ -15,13 +15,20 @@ import threading
 from collections.abc import Callable
 from typing import BinaryIO
 
-from pycrane import _directio, _fs, _ownership
+from pycrane import _fs, _ownership
 from pycrane._concurrency import Stopped
 from pycrane.compression import CHUNK
 from pycrane.errors import SizeMismatch, VerificationError
 from pycrane.layout._core import _StoreCore
 from pycrane.layout._ingest import PARTIAL_SUFFIX
-from pycrane.layout._source import Resume, Source, _chunks, _Counter, _self_verifying, _Unverified
+from pycrane.layout._source import (
+    Resume,
+    Source,
+    _Counter,
+    _self_verifying,
+    _stream,
+    _Unverified,
+)
 from pycrane.progress import ProgressSink
 from pycrane.v1.digest import Digest, DigestHasher, VerifyingReader
 
@@ -146,40 +153,26 @@ class _PartialWrites(_StoreCore):
         # A fresh download whose stream verifies itself need not be hashed twice.
         trusted = h.size == 0 and _self_verifying(source, digest, size)
         counter: DigestHasher | _Counter = _Counter() if trusted else h
-        # Big durable blobs of known size bypass the page cache (Linux), from where a
-        # resumed partial ends.
-        left = None if size is None else size - h.size
-        direct = _directio.open_direct(f, left, h.size) if self.fsync else None
-        try:
-            writeback = _fs.Writeback(f, h.size) if self.fsync and direct is None else None
-            for chunk in _chunks(source):
-                if stop is not None and stop.is_set():
-                    raise Stopped(what)
-                counter.update(chunk)
-                if size is not None and counter.size > size:
-                    raise SizeMismatch(what, size, counter.size)
-                if direct is not None:
-                    direct.write(chunk)
-                else:
-                    _fs.write_all(f, chunk)
-                if writeback is not None:
-                    writeback.wrote(len(chunk))
-                if progress is not None:
-                    progress.advance(digest, len(chunk))
-            if trusted:
-                assert isinstance(source, VerifyingReader)
-                if size is not None and counter.size != size:
-                    raise SizeMismatch(what, size, counter.size)
-                if not source.verified:
-                    raise _Unverified(f"{what}: source ended before its digest was checked")
-            else:
-                h.verify(what, digest, size)
-            if direct is not None:
-                direct.finish()
-            return counter.size
-        finally:
-            if direct is not None:
-                direct.close()
+        _stream(
+            f,
+            source,
+            counter,
+            size=size,
+            durable=self.fsync,
+            progress=progress,
+            digest=digest,
+            stop=stop,
+            what=what,
+        )
+        if trusted:
+            assert isinstance(source, VerifyingReader)
+            if size is not None and counter.size != size:
+                raise SizeMismatch(what, size, counter.size)
+            if not source.verified:
+                raise _Unverified(f"{what}: source ended before its digest was checked")
+        else:
+            h.verify(what, digest, size)
+        return counter.size
 
     def drop_partials(self) -> int:
         """Remove the partial downloads this store object left (a failed, not interrupted,

@@ -5,17 +5,22 @@ any of them in :data:`~pycrane.compression.CHUNK` pieces. A source that verifies
 itself against the very digest being written (a remote layer's
 :class:`~pycrane.v1.digest.VerifyingReader`) need not be hashed a second time: the
 write paths then count bytes with :class:`_Counter` and require the source's verdict
-(:func:`_self_verifying`, :class:`_Unverified`).
+(:func:`_self_verifying`, :class:`_Unverified`). :func:`_stream` is the one copy loop
+both write paths (a temp file, a digest-named partial) run.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO
 
+from pycrane import _directio, _fs
+from pycrane._concurrency import Stopped
 from pycrane.compression import CHUNK
-from pycrane.errors import StoreError
-from pycrane.v1.digest import Digest, VerifyingReader
+from pycrane.errors import SizeMismatch, StoreError
+from pycrane.progress import ProgressSink
+from pycrane.v1.digest import Digest, DigestHasher, VerifyingReader
 
 __all__ = ["Resume", "Source"]
 
@@ -67,3 +72,49 @@ def _self_verifying(source: Source, digest: Digest | None, size: int | None) -> 
     if source.expected != digest:
         return False
     return size is None or source.expected_size is None or source.expected_size == size
+
+
+def _stream(
+    f: BinaryIO,
+    source: Source,
+    counter: DigestHasher | _Counter,
+    *,
+    size: int | None,
+    durable: bool,
+    progress: ProgressSink | None,
+    digest: Digest | None,
+    stop: threading.Event | None,
+    what: str,
+) -> None:
+    """Write ``source`` into ``f`` from ``counter.size`` on, feeding ``counter``.
+
+    ``size`` is the whole blob's. A durable blob of known size goes through
+    :mod:`pycrane._directio` (the page cache bypassed, from where a resumed partial
+    ends); otherwise through ``f`` with early writeback. Refuses a source longer than
+    ``size`` at once and gives up at the next chunk once ``stop`` is set. The caller
+    verifies and syncs.
+    """
+    start = counter.size
+    left = None if size is None else size - start
+    direct = _directio.open_direct(f, left, start) if durable else None
+    try:
+        writeback = _fs.Writeback(f, start) if durable and direct is None else None
+        for chunk in _chunks(source):
+            if stop is not None and stop.is_set():
+                raise Stopped(what)
+            counter.update(chunk)
+            if size is not None and counter.size > size:
+                raise SizeMismatch(what, size, counter.size)
+            if direct is not None:
+                direct.write(chunk)
+            else:
+                _fs.write_all(f, chunk)
+            if writeback is not None:
+                writeback.wrote(len(chunk))
+            if progress is not None and digest is not None:
+                progress.advance(digest, len(chunk))
+        if direct is not None:
+            direct.finish()
+    finally:
+        if direct is not None:
+            direct.close()

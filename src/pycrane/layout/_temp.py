@@ -12,11 +12,10 @@ from __future__ import annotations
 import os
 import threading
 
-from pycrane import _directio, _fs
-from pycrane._concurrency import Stopped
+from pycrane import _fs
 from pycrane.errors import SizeMismatch, StoreError
 from pycrane.layout._core import _StoreCore
-from pycrane.layout._source import Source, _chunks, _Counter, _self_verifying
+from pycrane.layout._source import Source, _Counter, _self_verifying, _stream
 from pycrane.progress import ProgressSink
 from pycrane.v1.digest import Digest, DigestHasher, VerifyingReader
 
@@ -41,30 +40,22 @@ class _TempWrites(_StoreCore):
         # stream) need not be hashed twice: count bytes and require its verdict.
         # Hashing is the largest CPU cost of a pull, so this halves it.
         trusted = _self_verifying(source, digest, size)
-        direct: _directio.DirectWriter | None = None
         try:
             h: DigestHasher | _Counter = _Counter() if trusted else DigestHasher(algorithm)
             with f:
                 if progress is not None and digest is not None:
                     progress.start(digest, size)
-                # Big durable blobs of known size bypass the page cache (Linux).
-                if self.fsync:
-                    direct = _directio.open_direct(f, size)
-                writeback = _fs.Writeback(f) if self.fsync and direct is None else None
-                for chunk in _chunks(source):
-                    if stop is not None and stop.is_set():
-                        raise Stopped(what)
-                    h.update(chunk)
-                    if size is not None and h.size > size:
-                        raise SizeMismatch(what, size, h.size)
-                    if direct is not None:
-                        direct.write(chunk)
-                    else:
-                        _fs.write_all(f, chunk)
-                    if writeback is not None:
-                        writeback.wrote(len(chunk))
-                    if progress is not None and digest is not None:
-                        progress.advance(digest, len(chunk))
+                _stream(
+                    f,
+                    source,
+                    h,
+                    size=size,
+                    durable=self.fsync,
+                    progress=progress,
+                    digest=digest,
+                    stop=stop,
+                    what=what,
+                )
                 if trusted:
                     assert digest is not None and isinstance(source, VerifyingReader)
                     if size is not None and h.size != size:
@@ -81,8 +72,6 @@ class _TempWrites(_StoreCore):
                 else:
                     assert isinstance(h, DigestHasher)
                     actual = h.digest()
-                if direct is not None:
-                    direct.finish()
                 if self.fsync:
                     _fs.fsync_file(f)
             self._publish(tmp, actual, h.size)
@@ -91,8 +80,6 @@ class _TempWrites(_StoreCore):
             return actual, h.size
         finally:
             try:
-                if direct is not None:
-                    direct.close()
                 if os.path.lexists(tmp):
                     _fs.discard(tmp)
             finally:
