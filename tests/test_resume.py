@@ -280,6 +280,30 @@ def test_a_live_writers_files_survive_sweeps_and_gc_and_a_dead_ones_go_at_once(
     assert [p.name for p in ingest.iterdir()] == []
 
 
+def test_a_dead_writers_partial_of_a_published_blob_goes_at_the_next_sweep(
+    tmp_path: Path,
+) -> None:
+    """Killed between linking its partial to the blob and unlinking the partial: nothing
+    is left to resume, so the next run removes it instead of keeping it for a week."""
+    path = tmp_path / "layout"
+    lay = Layout.create(path)
+    data = b"a finished download"
+    digest = Digest.from_bytes(data)
+    proc, _temp = _holder(path, digest)
+    proc.kill()
+    proc.wait()
+    partial = lay.store.partial_path(digest)
+    other = lay.store.partial_path(Digest.from_bytes(b"still downloading"))
+    partial.write_bytes(data)
+    other.write_bytes(b"still")
+    blob = path / "blobs" / "sha256" / digest.hex
+    blob.parent.mkdir(parents=True, exist_ok=True)
+    os.link(partial, blob)
+    stale = {(s.name, s.removed) for s in Layout.open(path).stale_ingests()}
+    assert (partial.name, True) in stale and (other.name, False) in stale, stale
+    assert not partial.exists() and other.exists() and blob.read_bytes() == data
+
+
 def test_a_second_live_pull_of_the_same_blob_waits_and_shares_it(
     proxy: FaultProxy, ref: str, tmp_path: Path
 ) -> None:
@@ -363,12 +387,19 @@ def _big_bytes(img: Image = BIG) -> int:
 
 
 def _on_disk(path: Path, img: Image = BIG) -> int:
-    """Layer bytes a re-run need not fetch: complete blobs and partials."""
-    have = sum(partials(path).values())
+    """Layer bytes a re-run need not fetch: complete blobs, and partials of the others.
+
+    A kill between linking a finished partial to its blob and removing the partial
+    leaves both (one inode): the re-run's sweep drops that partial, so it counts once.
+    """
+    have = 0
+    found = partials(path)
     for d in layer_digests(img):
         p = path / "blobs" / "sha256" / d.hex
         if p.exists():
             have += p.stat().st_size
+        else:
+            have += found.get(f"sha256-{d.hex}.partial", 0)
     return have
 
 

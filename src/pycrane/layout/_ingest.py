@@ -10,7 +10,8 @@ at once whether that writer is alive, and never touches a live writer's file:
   named by its digest so that a later run can resume it. A dead writer's partial is
   *kept* for that run (it is checked over the whole blob before anything trusts
   it); ``partials=True`` (``layout gc``) removes it, and so does a sweep once it is
-  :data:`PARTIAL_MAX_AGE` old.
+  :data:`PARTIAL_MAX_AGE` old, or once its blob is published (a writer killed
+  between linking the partial to its blob and removing the partial).
 - ``<ref>/`` (with ``<ref>.lock``): a resumable ingest by reference (a registry
   upload session). Between requests no process holds it, so it is removed by age.
 - ``corrupt.*.tmp``: a quarantined blob. Removed at once.
@@ -78,8 +79,13 @@ def sweep(
     older_than: float = 3600.0,
     partials: bool = False,
     partial_max_age: float = PARTIAL_MAX_AGE,
+    blobs: Path | None = None,
 ) -> list[StaleIngest]:
-    """Remove what dead writers left in ``ingest`` (see the module docstring)."""
+    """Remove what dead writers left in ``ingest`` (see the module docstring).
+
+    ``blobs`` is the store's ``blobs/`` directory: a dead writer's partial whose blob
+    is there already has nothing left to resume and goes at once.
+    """
     try:
         entries = list(os.scandir(ingest))
     except (FileNotFoundError, NotADirectoryError):
@@ -121,7 +127,7 @@ def sweep(
                     continue
                 found.append(StaleIngest(name, kind, st.st_size, _remove(entry.path)))
             elif name.endswith(PARTIAL_SUFFIX):
-                _sweep_partial(ingest, entry, st, partials, now - partial_max_age, found)
+                _sweep_partial(ingest, entry, st, partials, now - partial_max_age, blobs, found)
             elif name.endswith(".lock") and not name.startswith(_ownership.OWNER_PREFIX):
                 base = name[: -len(".lock")]
                 if base in names or base + PARTIAL_SUFFIX in names:
@@ -150,19 +156,26 @@ def _sweep_partial(
     st: os.stat_result,
     partials: bool,
     cutoff: float,
+    blobs: Path | None,
     found: list[StaleIngest],
 ) -> None:
     base = entry.name[: -len(PARTIAL_SUFFIX)]
     held = _ownership.probe(ingest / f"{base}.lock")
     if held == _ownership.LIVE:
         return
-    remove = partials or st.st_mtime < cutoff
+    remove = partials or st.st_mtime < cutoff or _published(blobs, base)
     try:
         removed = _remove(entry.path) if remove else False
         found.append(StaleIngest(entry.name, "partial", st.st_size, removed))
     finally:
         if isinstance(held, _ownership.Held):
             held.release(remove=remove)
+
+
+def _published(blobs: Path | None, base: str) -> bool:
+    """Whether the blob a partial named ``<alg>-<hex>`` was downloading is in ``blobs``."""
+    alg, sep, hex_ = base.partition("-")
+    return blobs is not None and bool(sep) and os.path.lexists(blobs / alg / hex_)
 
 
 def _sweep_ref_dir(

@@ -127,7 +127,8 @@ class BlobStore(_WriteFlights):
         A dead writer's temp files go at once, whatever their age; a live writer's
         are never touched (:mod:`pycrane.layout._ingest`). Abandoned ingests by
         reference (upload sessions) go once ``older_than`` seconds old. Partial
-        downloads are kept for a later run to resume, unless ``partials``.
+        downloads are kept for a later run to resume, unless ``partials`` (or their
+        blob is published already).
         """
         return sum(1 for e in self.clean_ingests(older_than, partials=partials) if e.removed)
 
@@ -135,4 +136,6 @@ class BlobStore(_WriteFlights):
         self, older_than: float = 3600.0, *, partials: bool = False
     ) -> list[StaleIngest]:
         """Like :meth:`sweep`, but lists every dead writer's entry (removed or kept)."""
-        return sweep(self.ingest_dir, older_than=older_than, partials=partials)
+        return sweep(
+            self.ingest_dir, older_than=older_than, partials=partials, blobs=self.blobs_dir
+        )
