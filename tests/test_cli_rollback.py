@@ -171,10 +171,11 @@ def test_interrupted_command_leaves_no_file(
         time.sleep(0.005)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, (proc.returncode, err)
-    if command == "pull-tarball" and list(work.iterdir()):
-        # Issue 12: once layer bytes arrived, the partial archive and its plan stay beside
-        # the target for the same pull to resume (tests/test_resume_tarball.py), said in
-        # one line; nothing is at the target itself.
+    if command in ("pull-tarball", "mutate-o") and list(work.iterdir()):
+        # Issue 12: once layer bytes arrived, the partial archive and its plan (written by
+        # tarball.write, as both commands write) stay beside the target for the same
+        # command to resume (tests/test_resume_tarball.py), said in one line; nothing is
+        # at the target itself, and running the command again leaves only the target.
         assert sorted(p.name for p in target.parent.iterdir()) == [
             ".out.tar.pull",
             ".out.tar.pull.json",
@@ -184,6 +185,14 @@ def test_interrupted_command_leaves_no_file(
             r" run the same command again to resume\n",
             err.decode(),
         ), err
+        again = subprocess.run(
+            [sys.executable, "-m", "pycrane", *COMMANDS[command](big_image_ref, target, work)],
+            capture_output=True,
+            env=_env(None, cli.home),
+            timeout=300,
+        )
+        assert again.returncode == 0, again.stderr
+        assert sorted(p.name for p in target.parent.iterdir()) == ["out.tar"], _tree(work)
         return
     assert err.decode() == "pycrane: error: interrupted\n"
     assert list(work.iterdir()) == []
