@@ -9,6 +9,7 @@ must already be in the repository with the size its descriptor declares.
 from __future__ import annotations
 
 import re
+from typing import NoReturn
 
 from pycrane.registry.apierrors import ApiError
 from pycrane.registry.exchange import Exchange, parse_digest
@@ -38,8 +39,13 @@ def _reference(reference: str) -> str | Digest:
 
 def manifest(ex: Exchange, name: str, reference: str) -> None:
     ex.allow("GET", "HEAD", "PUT", "DELETE")
-    ref = _reference(reference)
     storage = ex.storage
+    if ex.command != "PUT" and ":" not in reference and not _TAG.match(reference):
+        # Nothing can be stored under an invalid tag, so reading or deleting one finds
+        # nothing: 404, as the OCI conformance suite asks for ``.INVALID_MANIFEST_NAME``.
+        # Only a push is refused with TAG_INVALID. Storage never sees the string.
+        _unknown(storage, name, reference)
+    ref = _reference(reference)
     if ex.command == "PUT":
         _put_manifest(ex, name, ref)
         return
@@ -55,15 +61,17 @@ def manifest(ex: Exchange, name: str, reference: str) -> None:
         return
     stored = storage.manifest_get(name, ref)
     if stored is None:
-        code = "MANIFEST_UNKNOWN" if storage.tags(name) is not None else "NAME_UNKNOWN"
-        raise ApiError(
-            code, f"manifest {name}:{reference} unknown", detail={"reference": reference}
-        )
+        _unknown(storage, name, reference)
     headers = _manifest_headers(ex, stored)
     if ex.not_modified(headers["ETag"]):
         ex.respond(304, headers, length=0)
         return
     ex.respond(200, headers, stored.raw)
+
+
+def _unknown(storage: Storage, name: str, reference: str) -> NoReturn:
+    code = "MANIFEST_UNKNOWN" if storage.tags(name) is not None else "NAME_UNKNOWN"
+    raise ApiError(code, f"manifest {name}:{reference} unknown", detail={"reference": reference})
 
 
 def _manifest_headers(ex: Exchange, stored: StoredManifest) -> dict[str, str]:
