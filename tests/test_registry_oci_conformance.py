@@ -598,14 +598,6 @@ def test_push_streamed_patch_without_range_is_202(push: Run) -> None:
     assert patch.headers.get("Range") == f"0-{len(push.data['blob_a']) - 1}", str(patch)
 
 
-def test_push_streamed_put_with_digest_is_201(push: Run) -> None:
-    ex, blob = push["streamed_put"], push.data["blob_a"]
-    assert ex.status == 201 and ex.location, str(ex)
-    assert ex.headers.get("Docker-Content-Digest") == sha256(blob), str(ex)
-    got = push["streamed_get"]
-    assert got.status == 200 and got.body == blob, str(got)
-
-
 def test_push_get_unknown_blob_is_404_blob_unknown(push: Run) -> None:
     assert_error(push["get_unknown_blob"], 404, "BLOB_UNKNOWN")
 
@@ -636,9 +628,15 @@ def test_push_post_yields_a_session(push: Run) -> None:
     assert f"/v2/{push.ns}/blobs/uploads/" in ex.location, str(ex)
 
 
-@pytest.mark.parametrize("what", ["session", "layer"])
-def test_push_monolithic_put_is_201_and_the_blob_is_there(push: Run, what: str) -> None:
-    blob = push.data["image"].config if what == "session" else LAYER
+@pytest.mark.parametrize("what", ["session", "layer", "streamed", "chunk"])
+def test_push_closing_put_is_201_and_the_blob_is_there(push: Run, what: str) -> None:
+    """Monolithic (a session's PUT, a layer's), after a streamed PATCH, after chunks."""
+    blob = {
+        "session": push.data["image"].config,
+        "layer": LAYER,
+        "streamed": push.data["blob_a"],
+        "chunk": push.data["blob_b"],
+    }[what]
     put, got = push[f"{what}_put"], push[f"{what}_get"]
     assert put.status == 201 and put.location, str(put)
     assert put.headers.get("Docker-Content-Digest") == sha256(blob), str(put)
@@ -682,14 +680,6 @@ def test_push_second_chunk_is_202(push: Run) -> None:
     ex = push["chunk_second"]
     assert ex.status == 202 and ex.location, str(ex)
     assert ex.headers.get("Range") == f"0-{len(push.data['blob_b']) - 1}", str(ex)
-
-
-def test_push_closing_put_of_chunked_upload_is_201(push: Run) -> None:
-    ex, blob = push["chunk_put"], push.data["blob_b"]
-    assert ex.status == 201 and ex.location, str(ex)
-    assert ex.headers.get("Docker-Content-Digest") == sha256(blob), str(ex)
-    got = push["chunk_get"]
-    assert got.status == 200 and got.body == blob, str(got)
 
 
 def test_push_mount_without_from_yields_a_session(push: Run) -> None:

@@ -29,26 +29,29 @@ _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}\Z")
 MAX_LISTED = 10
 
 
-def _reference(reference: str) -> str | Digest:
+def _reference(reference: str) -> str | Digest | None:
+    """A digest, a valid tag, or None for a string that no tag can be."""
     if ":" in reference:
         return parse_digest(reference)
-    if not _TAG.match(reference):
-        raise ApiError("TAG_INVALID", f"tag {reference!r} is invalid", detail={"tag": reference})
-    return reference
+    return reference if _TAG.match(reference) else None
 
 
 def manifest(ex: Exchange, name: str, reference: str) -> None:
     ex.allow("GET", "HEAD", "PUT", "DELETE")
     storage = ex.storage
-    if ex.command != "PUT" and ":" not in reference and not _TAG.match(reference):
+    ref = _reference(reference)
+    if ex.command == "PUT":
+        if ref is None:
+            raise ApiError(
+                "TAG_INVALID", f"tag {reference!r} is invalid", detail={"tag": reference}
+            )
+        _put_manifest(ex, name, ref)
+        return
+    if ref is None:
         # Nothing can be stored under an invalid tag, so reading or deleting one finds
         # nothing: 404, as the OCI conformance suite asks for ``.INVALID_MANIFEST_NAME``.
         # Only a push is refused with TAG_INVALID. Storage never sees the string.
         _unknown(storage, name, reference)
-    ref = _reference(reference)
-    if ex.command == "PUT":
-        _put_manifest(ex, name, ref)
-        return
     if ex.command == "DELETE":
         found = (
             storage.manifest_delete(name, ref)
