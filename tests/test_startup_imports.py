@@ -41,6 +41,15 @@ LAZY = (
 NETWORK = ("pycrane.crane", "pycrane.layout", "pycrane.remote", "urllib3")
 
 COMMANDS = ("pull", "push", "copy", "digest", "manifest")
+#: What a ``digest`` (a HEAD) never needs: the client builds these parts on first use.
+WRITE_PARTS = (
+    "concurrent.futures",
+    "pycrane.remote._copy",
+    "pycrane.remote._list",
+    "pycrane.remote._pusher",
+    "pycrane.remote._referrers",
+    "pycrane.remote._write",
+)
 
 
 def _clean_env() -> dict[str, str]:
@@ -84,7 +93,7 @@ def lazy(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
 
 def test_the_watched_modules_exist() -> None:
     # A misspelt name would make the absence checks below pass for nothing.
-    for name in LAZY + NETWORK:
+    for name in LAZY + NETWORK + WRITE_PARTS:
         assert importlib.util.find_spec(name) is not None, name
 
 
@@ -156,7 +165,8 @@ def test_real_commands_import_only_what_they_use(
         assert client.get(pushed).raw == img.raw_manifest()
     assert [d.digest for d in Layout.open(dest).index().manifests] == [img.digest()]
     assert "pycrane.layout" in seen["push"]
-    assert sorted(seen["digest"] & {*lazy, "pycrane.layout"}) == []
+    assert sorted(seen["digest"] & {*lazy, *WRITE_PARTS, "pycrane.layout"}) == []
+    assert {"pycrane.remote._pusher", "pycrane.remote._write"} <= seen["push"]
     assert sorted(seen["push"] & lazy) == []
     assert sorted(seen["pull"] & lazy) == []
 
@@ -248,3 +258,22 @@ def test_version_with_a_pycrane_variable_goes_through_click(tmp_path: Path) -> N
     )
     assert proc.returncode == 2, proc
     assert proc.stderr.startswith("pycrane: error: "), proc.stderr
+
+
+def test_parsing_a_reference_builds_no_image_model(tmp_path: Path) -> None:
+    """``pycrane.v1`` re-exports lazily: names need only the digest type."""
+    code = (
+        "from pycrane.name import parse_reference\n"
+        "parse_reference('example.com/a/b:c')\n"
+        "dump('name')\n"
+        "from pycrane.v1 import ConfigFile, Image, mediatypes\n"
+        "import pycrane.v1 as v1\n"
+        "assert v1.Platform.parse('linux/arm64').architecture == 'arm64'\n"
+        "assert 'ConfigFile' in dir(v1) and v1.is_index is not None\n"
+        "dump('model')\n"
+    )
+    seen = _modules_after(tmp_path, code)
+    model = {"pycrane.v1.config", "pycrane.v1.image", "pycrane.v1.manifest", "pycrane.compression"}
+    assert "pycrane.v1.digest" in seen["name"]
+    assert sorted(seen["name"] & model) == []
+    assert model <= seen["model"]

@@ -60,6 +60,13 @@ def _error(message: str) -> None:
         pass
 
 
+def _print_traceback() -> None:
+    """The traceback ``--debug`` asks for (traceback loads only then: ~3 ms of start-up)."""
+    import traceback
+
+    traceback.print_exc()
+
+
 def _os_error_message(e: OSError) -> str:
     if e.strerror and e.filename is not None:
         if e.filename2 is not None:
@@ -97,8 +104,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI in-process and return its exit code (never calls ``sys.exit``)."""
     # click and the command table load here, not with the package: ``run`` answers
     # ``pycrane version`` without them (start-up is most of a short command's time).
-    import traceback
-
     import click
 
     from pycrane.cli import _output as out
@@ -138,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return status.BROKEN_PIPE
     except (KeyboardInterrupt, click.exceptions.Abort) as e:
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         _error(_noted("interrupted", e))
         return status.INTERRUPTED
     except _NoArgsIsHelp as e:
@@ -147,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return status.SUCCESS
     except click.UsageError as e:
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         hint = ""
         if e.ctx is not None and e.ctx.command.get_help_option(e.ctx) is not None:
             hint = f" (see '{e.ctx.command_path} --help')"
@@ -155,22 +160,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return status.USAGE
     except click.ClickException as e:
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         _error(e.format_message())
         return e.exit_code or status.ERROR
     except PycraneError as e:
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         _error(_noted(str(e) or type(e).__name__, e))
         return status.ERROR
     except OSError as e:
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         _error(_os_error_message(e))
         return status.ERROR
     except Exception as e:
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         _error(
             f"internal error: {type(e).__name__}: {e} "
             "(this is a bug; PYCRANE_DEBUG=1 shows the traceback)"

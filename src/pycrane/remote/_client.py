@@ -16,31 +16,34 @@ safe to share between threads.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from pycrane.errors import AuthenticationError
 from pycrane.name import DigestRef, Reference, Registry, Repository, Tag, parse_reference
 from pycrane.progress import NULL_PROGRESS, ProgressSink
 from pycrane.remote._api import RegistryAPI
 from pycrane.remote._auth import RegistrySession
-from pycrane.remote._copy import Copier
 from pycrane.remote._fetcher import RemoteFetcher
 from pycrane.remote._image import RemoteDescriptor, RemoteImage, RemoteIndex
 from pycrane.remote._limits import HostLimits
-from pycrane.remote._list import Lister, Paginator
-from pycrane.remote._pusher import MONOLITHIC_LIMIT, Pusher
-from pycrane.remote._referrers import Referrers
 from pycrane.remote._retry import RetryPolicy
 from pycrane.remote._transport import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, Transport
-from pycrane.remote._write import Writer
 from pycrane.remote.keychain import Credential, Keychain
 from pycrane.v1.descriptor import Descriptor
 from pycrane.v1.digest import Digest
 from pycrane.v1.image import Image, ImageIndex
 from pycrane.v1.manifest import Index
 from pycrane.v1.platform import Platform
+
+if TYPE_CHECKING:
+    from pycrane.remote._copy import Copier
+    from pycrane.remote._list import Lister
+    from pycrane.remote._pusher import Pusher
+    from pycrane.remote._referrers import Referrers
+    from pycrane.remote._write import Writer
 
 __all__ = ["Client", "Token"]
 
@@ -92,6 +95,8 @@ class Client:
     default) a failing request is tried again. ``limits`` (a
     :class:`~pycrane.remote.HostLimits`, shareable between clients) caps requests
     in flight per registry host and paces them by the host's rate-limit budget.
+    Blobs under ``monolithic_limit`` bytes (None: 16 MiB) go up in one PUT, larger
+    ones stream through a PATCH (in ``chunk_size`` pieces when set).
     """
 
     def __init__(
@@ -108,7 +113,7 @@ class Client:
         user_agent: str | None = None,
         jobs: int = 4,
         chunk_size: int | None = None,
-        monolithic_limit: int = MONOLITHIC_LIMIT,
+        monolithic_limit: int | None = None,
         allow_nondistributable: bool = False,
         referrers_fallback: bool = True,
         prefetch: bool = False,
@@ -132,20 +137,78 @@ class Client:
         self.api = RegistryAPI(self.transport, self.keychain, auth=auth, insecure=insecure)
         #: Manifests and blob streams; what remote images hold.
         self.fetcher = RemoteFetcher(self.api, insecure=insecure, prefetch=prefetch)
-        self.pusher = Pusher(
-            self.api,
-            self.fetcher,
-            chunk_size=chunk_size,
-            monolithic_limit=monolithic_limit,
-            allow_nondistributable=allow_nondistributable,
+        # The parts that write, list and copy are built on first use: a ``digest`` or
+        # ``manifest`` command then never imports them (~5 ms of its start-up).
+        self._chunk_size = chunk_size
+        self._monolithic_limit = monolithic_limit
+        self._allow_nondistributable = allow_nondistributable
+        self._referrers_fallback = referrers_fallback
+        self._parts_lock = threading.Lock()
+        self._parts: dict[str, object] = {}
+
+    # -- the parts built on first use (once, under a lock: they hold single-flight state) --
+
+    def _part(self, name: str, build: Callable[[], object]) -> Any:
+        with self._parts_lock:
+            part = self._parts.get(name)
+            if part is None:
+                part = self._parts[name] = build()
+            return part
+
+    @property
+    def pusher(self) -> Pusher:
+        """The upload-session protocol (blobs, mounts, chunked and monolithic uploads)."""
+        from pycrane.remote._pusher import MONOLITHIC_LIMIT, Pusher
+
+        limit = self._monolithic_limit
+        return cast(
+            Pusher,
+            self._part(
+                "pusher",
+                lambda: Pusher(
+                    self.api,
+                    self.fetcher,
+                    chunk_size=self._chunk_size,
+                    monolithic_limit=MONOLITHIC_LIMIT if limit is None else limit,
+                    allow_nondistributable=self._allow_nondistributable,
+                ),
+            ),
         )
-        paginator = Paginator(self.api)
-        self.lister = Lister(self.api, paginator)
-        self._referrers = Referrers(self.api, self.fetcher, paginator)
-        self.writer = Writer(
-            self.fetcher, self.pusher, self._referrers, referrers_fallback=referrers_fallback
+
+    @property
+    def lister(self) -> Lister:
+        """Tags and catalog listings."""
+        from pycrane.remote._list import Lister, Paginator
+
+        return cast(Lister, self._part("lister", lambda: Lister(self.api, Paginator(self.api))))
+
+    @property
+    def _referrers(self) -> Referrers:
+        from pycrane.remote._referrers import Referrers
+
+        lister = self.lister
+        return cast(
+            Referrers,
+            self._part("referrers", lambda: Referrers(self.api, self.fetcher, lister.paginator)),
         )
-        self._copier = Copier(self.fetcher, self.writer, self._referrers, self.lister)
+
+    @property
+    def writer(self) -> Writer:
+        """Images, indexes and manifests to a registry."""
+        from pycrane.remote._write import Writer
+
+        parts = (self.fetcher, self.pusher, self._referrers)
+        fallback = self._referrers_fallback
+        return cast(
+            Writer, self._part("writer", lambda: Writer(*parts, referrers_fallback=fallback))
+        )
+
+    @property
+    def _copier(self) -> Copier:
+        from pycrane.remote._copy import Copier
+
+        parts = (self.fetcher, self.writer, self._referrers, self.lister)
+        return cast(Copier, self._part("copier", lambda: Copier(*parts)))
 
     # -- settings that live in the parts -------------------------------------------------
 
@@ -185,7 +248,12 @@ class Client:
 
     @property
     def referrers_fallback(self) -> bool:
-        return self.writer.referrers_fallback
+        writer = self._parts.get("writer")
+        return (
+            self._referrers_fallback
+            if writer is None
+            else cast("Writer", writer).referrers_fallback
+        )
 
     def close(self) -> None:
         self.transport.close()
