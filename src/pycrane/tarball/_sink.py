@@ -24,6 +24,7 @@ import io
 import os
 import tarfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
@@ -35,7 +36,7 @@ from pycrane._rollback import OutputFile, add_note, is_interruption
 from pycrane.compression import CHUNK
 from pycrane.errors import TarballError
 from pycrane.progress import NULL_PROGRESS, ProgressSink
-from pycrane.tarball._resume import CHECKPOINT, Member, ResumableOutput
+from pycrane.tarball._resume import CHECKPOINT, CHECKPOINT_INTERVAL, Member, ResumableOutput
 from pycrane.v1.digest import Digest, DigestHasher, VerifyingReader, verifying
 
 __all__ = ["TarSink", "Target"]
@@ -97,6 +98,7 @@ class TarSink:
         self._members: list[Member] = []
         self._written: dict[int, int] = {}
         self._since = 0  # layer bytes written since the last checkpoint
+        self._last_checkpoint: float | None = None  # time.monotonic() of it
         self._started: set[int] = set()  # regions whose progress has started
         self._checkpoint_lock = threading.Lock()
         if isinstance(target, (str, os.PathLike)):
@@ -336,7 +338,8 @@ class TarSink:
         return n
 
     def _checkpoint(self, n: int) -> None:
-        """Every CHECKPOINT layer bytes, record the progress in the kept plan (see _resume)."""
+        """Every CHECKPOINT layer bytes, at most every CHECKPOINT_INTERVAL seconds after the
+        first, record the progress in the kept plan (see _resume)."""
         out = self._out
         if not isinstance(out, ResumableOutput) or self._key is None:
             return
@@ -344,7 +347,11 @@ class TarSink:
             self._since += n
             if self._since < CHECKPOINT:
                 return
-            self._since = 0
+            now = time.monotonic()
+            last = self._last_checkpoint
+            if last is not None and now - last < CHECKPOINT_INTERVAL:
+                return
+            self._since, self._last_checkpoint = 0, now
             out.checkpoint(self._key, self._members, dict(self._written))
 
     def add_symlink(self, name: str, target: str) -> None:
