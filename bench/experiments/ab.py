@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""A/B of a pycrane pull of the big image: stock vs patched (see pycrane_patched.py).
+"""A/B of a pycrane pull (or push) of the big image: stock vs patched (pycrane_patched.py).
 
     python bench/experiments/ab.py --rounds 6 --variants stock,no-direct
     python bench/experiments/ab.py --layers 1 --size-mib 1024 --format tarball
+    python bench/experiments/ab.py --push --variants stock,monolithic
 
 Rounds rotate the order of the variants; prints median and all values of wall and CPU.
 """
@@ -33,6 +34,7 @@ def main() -> int:
     ap.add_argument("--size-mib", type=int, default=256, help="each layer")
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--format", default="oci", choices=["oci", "tarball"])
+    ap.add_argument("--push", action="store_true", help="push the layout to a new repo")
     args = ap.parse_args()
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     work = Path(tempfile.mkdtemp(prefix="pycrane-ab-"))
@@ -53,10 +55,14 @@ def main() -> int:
                     )
                     out = work / "out"
                     drop_noise()
-                    s = run_measured(
-                        [*pre, "pull", "--format", args.format, ref, str(out)], env=env
-                    )
-                    if s.ok and args.format == "oci":
+                    if args.push:
+                        dst = reg.ref(f"bench/pushed{r}-{v}:latest")
+                        s = run_measured([*pre, "push", str(work / "layout"), dst], env=env)
+                    else:
+                        s = run_measured(
+                            [*pre, "pull", "--format", args.format, ref, str(out)], env=env
+                        )
+                    if s.ok and args.format == "oci" and not args.push:
                         layer = out / "blobs" / "sha256" / big.layers[0].digest.split(":")[1]
                         if layer.stat().st_size != big.layers[0].size:
                             s.err = "layer has the wrong size"

@@ -33,6 +33,13 @@ def _sync_direct() -> None:
     _directio.OVERLAP = False
 
 
+def _monolithic() -> None:
+    """Push every blob in one PUT (POST + PUT with the body), as the curl -T floor does."""
+    import pycrane.remote._pusher as p
+
+    p.MONOLITHIC_LIMIT = 1 << 40
+
+
 def _buffer(mib: int) -> Callable[[], None]:
     def patch() -> None:
         from pycrane import _directio
@@ -43,6 +50,7 @@ def _buffer(mib: int) -> Callable[[], None]:
 
 
 PATCHES: dict[str, Callable[[], None]] = {
+    "monolithic": _monolithic,
     "buf2m": _buffer(2),
     "buf4m": _buffer(4),
     "no-direct": _no_direct,
